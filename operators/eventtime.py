@@ -1,0 +1,191 @@
+"""Event time: watermark generators, per-channel watermark combination, and the
+contract every keyed event-time operator core implements.
+
+Plain Python, no Bytewax import. The Bytewax wiring lives in
+`operators/keyed.py`; it computes watermarks per input channel (one channel per
+source partition and input), tags every element with the watermark in force
+before it, and feeds one `EventTimeLogic` per shard of keys.
+
+Watermarks are epoch milliseconds. `MIN_WATERMARK` means "nothing seen";
+`MAX_WATERMARK` is reached at the end of a bounded input, as in Flink, and fires
+every pending event-time timer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Hashable, Optional, TypeVar
+
+MIN_WATERMARK: int = -(2**63)
+MAX_WATERMARK: int = 2**63 - 1
+
+V = TypeVar("V")
+
+Clock = Callable[[], int]
+"""Processing time in epoch milliseconds; injectable so tests use a fake clock."""
+
+
+class WatermarkGenerator(ABC, Generic[V]):
+    """Per-channel watermark generation, as Flink's `WatermarkGenerator`.
+
+    `on_event` is called for every element of the channel in arrival order and
+    may return a new watermark (punctuated generators); `on_periodic` is called
+    with processing time between batches (periodic generators). A generator's
+    state must be picklable: it is snapshotted with the channel.
+    """
+
+    @abstractmethod
+    def on_event(self, value: V, ts: int) -> Optional[int]:
+        """Observe one element; return a new watermark or None."""
+
+    def on_periodic(self, now_ms: int) -> Optional[int]:
+        """Called with processing time; return a new watermark or None."""
+        return None
+
+
+class BoundedOutOfOrderness(WatermarkGenerator[Any]):
+    """Flink's `forBoundedOutOfOrderness`: max timestamp seen − bound − 1 ms."""
+
+    __slots__ = ("bound_ms", "max_ts")
+
+    def __init__(self, bound_ms: int) -> None:
+        if bound_ms < 0:
+            raise ValueError(f"out-of-orderness bound must be >= 0, got {bound_ms}")
+        self.bound_ms = bound_ms
+        self.max_ts = MIN_WATERMARK + bound_ms + 1
+
+    def on_event(self, value: Any, ts: int) -> Optional[int]:
+        if ts > self.max_ts:
+            self.max_ts = ts
+            return ts - self.bound_ms - 1
+        return None
+
+    def __getstate__(self) -> tuple[int, int]:
+        return (self.bound_ms, self.max_ts)
+
+    def __setstate__(self, state: tuple[int, int]) -> None:
+        self.bound_ms, self.max_ts = state
+
+
+@dataclass
+class ChannelWatermarks:
+    """Combines per-channel watermarks into an operator watermark.
+
+    The operator watermark is the minimum over the active channels it has heard
+    of, as Flink's per-partition watermarks and two-input operators do: a
+    channel read ahead of the others does not make their elements late.
+    A channel without news for `idle_timeout_ms` of processing time is idle and
+    left out of the minimum (Flink's `withIdleness`); when every channel is
+    idle, the watermark advances with processing time from where it stood, so
+    quiet keys' windows still close. The combined watermark never goes back.
+    """
+
+    idle_timeout_ms: Optional[int] = None
+    channels: dict[Hashable, int] = field(default_factory=dict)
+    last_seen: dict[Hashable, int] = field(default_factory=dict)
+    current: int = MIN_WATERMARK
+    idle_since: Optional[int] = None
+    idle_base: int = MIN_WATERMARK
+
+    def update(self, channel: Hashable, wm: int, now_ms: int) -> int:
+        """Record channel news (an element or an announced watermark)."""
+        if wm > self.channels.get(channel, MIN_WATERMARK):
+            self.channels[channel] = wm
+        elif channel not in self.channels:
+            self.channels[channel] = wm
+        self.last_seen[channel] = now_ms
+        self.idle_since = None
+        return self._recompute(now_ms)
+
+    def on_processing_time(self, now_ms: int) -> int:
+        """Re-evaluate idleness at processing time `now_ms`."""
+        return self._recompute(now_ms)
+
+    def next_idle_check(self) -> Optional[int]:
+        """Processing time at which idleness could next change the watermark."""
+        if self.idle_timeout_ms is None or not self.last_seen:
+            return None
+        if self.idle_since is not None:
+            return None  # advancing with processing time; the caller polls
+        return min(self.last_seen.values()) + self.idle_timeout_ms
+
+    def _recompute(self, now_ms: int) -> int:
+        timeout = self.idle_timeout_ms
+        if timeout is None:
+            candidate = min(self.channels.values(), default=MIN_WATERMARK)
+        else:
+            active = [
+                wm
+                for ch, wm in self.channels.items()
+                if now_ms - self.last_seen.get(ch, now_ms) < timeout
+            ]
+            if active:
+                candidate = min(active)
+            elif self.channels:
+                if self.idle_since is None:
+                    self.idle_since = max(self.last_seen.values()) + timeout
+                    self.idle_base = max(self.current, max(self.channels.values()))
+                candidate = self.idle_base + max(0, now_ms - self.idle_since)
+            else:
+                candidate = MIN_WATERMARK
+        if candidate > self.current:
+            self.current = candidate
+        return self.current
+
+
+class EventTimeLogic(ABC, Generic[V]):
+    """The state of one keyed event-time operator for all keys of one shard.
+
+    Implementations (window operator, interval join, CEP engine) hold per-key
+    state in plain Python structures and never import Bytewax. The wiring calls:
+
+    - `on_watermark(wm)` whenever the operator watermark strictly advances,
+      always before the element that follows it;
+    - `on_element(key, ts, value, side)` for each element, in arrival order;
+      `self.watermark` is then the watermark in force before that element, so
+      the logic decides lateness itself (`side` is 0 or 1 for two-input
+      operators);
+    - `on_processing_time(now_ms)` once `now_ms >= next_processing_time()`.
+
+    Results go to `self.emitted` as `(port, item)` pairs, for example
+    `("down", result)` or `("late", element)`; the wiring drains the list.
+    """
+
+    def __init__(self) -> None:
+        self.watermark: int = MIN_WATERMARK
+        self.emitted: list[tuple[str, Any]] = []
+
+    @abstractmethod
+    def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
+        """Handle one element judged against `self.watermark`."""
+
+    def on_watermark(self, wm: int) -> None:
+        """Advance event time to `wm` and fire what is due."""
+        self.watermark = wm
+
+    def on_processing_time(self, now_ms: int) -> None:
+        """Fire processing-time timers due at `now_ms`."""
+
+    def on_broadcast(self, value: Any) -> None:
+        """Receive an element of the operator's broadcast input; every shard
+        receives every broadcast element, in order."""
+        raise NotImplementedError(f"{type(self).__name__} takes no broadcast input")
+
+    def next_processing_time(self) -> Optional[int]:
+        """Earliest pending processing-time timer, or None."""
+        return None
+
+    @abstractmethod
+    def snapshot(self) -> Any:
+        """Picklable state, handed back to `restore` on resume. The wiring
+        pickles it at once, so live structures may be returned uncopied."""
+
+    @abstractmethod
+    def restore(self, state: Any) -> None:
+        """Load state produced by `snapshot`."""
+
+    def state_size(self) -> int:
+        """Number of open units of state (windows, buffered elements, partial
+        matches), exported as a gauge."""
+        return 0

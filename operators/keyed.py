@@ -1,0 +1,331 @@
+"""Bytewax wiring for keyed event-time operators.
+
+One function, `keyed_event_time`, turns any `EventTimeLogic` into a dataflow
+step. Two stateful Bytewax steps do the work:
+
+1. **watermark** — keyed by input channel (an input stream and, when
+   `partition_of` is given, a source partition). Runs the channel's
+   `WatermarkGenerator`, stamps every element with the channel watermark in
+   force before it and routes it to its key's shard; after each batch it
+   announces the channel watermark to every shard, so shards that got none of
+   the batch still see event time move.
+2. **shards** — keyed by shard (a stable hash of the user key modulo
+   `shards`). Each shard holds one `EventTimeLogic` for all its keys and a
+   `ChannelWatermarks` that takes the minimum over channels, as Flink's
+   operators do over their input partitions.
+
+Keying by a fixed number of shards instead of by user key keeps the per-event
+cost independent of the number of keys: Bytewax builds and snapshots one logic
+per shard, not one per user. Shards are hashed with CRC-32 so a key lands in the
+same shard in every process and after every resume.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+import zlib
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Hashable, Iterable, Optional, Sequence, TypeVar, Union
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+
+from operators.eventtime import (
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    ChannelWatermarks,
+    Clock,
+    EventTimeLogic,
+    WatermarkGenerator,
+)
+
+V = TypeVar("V")
+
+DEFAULT_SHARDS = 32
+
+_EVENT = 0
+_ANNOUNCE = 1
+_BROADCAST = 2
+
+_EMPTY: tuple[()] = ()
+
+
+def system_clock_ms() -> int:
+    """Wall-clock processing time in epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def shard_of(key: str, shards: int) -> str:
+    """The shard key for a user key; stable across processes and resumes."""
+    return str(zlib.crc32(key.encode()) % shards)
+
+
+def _per_input(value: Union[Any, Sequence[Any]], count: int, name: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != count:
+            raise ValueError(f"{name}: expected {count} entries, one per input, got {len(value)}")
+        return list(value)
+    return [value] * count
+
+
+class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
+    """Watermark generation for one input channel (see module docstring)."""
+
+    def __init__(
+        self,
+        side: int,
+        timestamp_of: Callable[[Any], int],
+        generator: WatermarkGenerator[Any],
+        shard_keys: list[str],
+        clock: Clock,
+        resume: Optional[tuple[int, WatermarkGenerator[Any]]],
+    ) -> None:
+        self.channel = ""
+        self.side = side
+        self.timestamp_of = timestamp_of
+        self.shard_keys = shard_keys
+        self.clock = clock
+        if resume is None:
+            self.watermark = MIN_WATERMARK
+            self.generator = generator
+        else:
+            self.channel, self.watermark, self.generator = resume
+        self.announced = self.watermark
+
+    def on_batch(self, values: list[tuple[str, str, Any]]) -> tuple[Iterable[Any], bool]:
+        self.channel = values[0][0]
+        out: list[tuple[str, tuple[Any, ...]]] = []
+        append = out.append
+        on_event = self.generator.on_event
+        timestamp_of = self.timestamp_of
+        shard_keys = self.shard_keys
+        nshards = len(shard_keys)
+        crc32 = zlib.crc32
+        channel, side = self.channel, self.side
+        wm = self.watermark
+        for _, key, value in values:
+            ts = timestamp_of(value)
+            append((shard_keys[crc32(key.encode()) % nshards], (_EVENT, channel, wm, key, ts, value, side)))
+            new = on_event(value, ts)
+            if new is not None and new > wm:
+                wm = new
+        new = self.generator.on_periodic(self.clock())
+        if new is not None and new > wm:
+            wm = new
+        self.watermark = wm
+        out.extend(self._announce())
+        return out, False
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        new = self.generator.on_periodic(self.clock())
+        if new is not None and new > self.watermark:
+            self.watermark = new
+        return self._announce(), False
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        return self._announce(), False
+
+    def notify_at(self) -> Optional[datetime]:
+        if type(self.generator).on_periodic is WatermarkGenerator.on_periodic:
+            return None
+        return datetime.now(timezone.utc) + timedelta(milliseconds=200)
+
+    def _announce(self) -> list[tuple[str, tuple[Any, ...]]]:
+        if self.watermark <= self.announced:
+            return []
+        self.announced = self.watermark
+        item = (_ANNOUNCE, self.channel, self.watermark)
+        return [(shard, item) for shard in self.shard_keys]
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(
+            (self.channel, self.watermark, self.generator), protocol=pickle.HIGHEST_PROTOCOL
+        )
+
+
+class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
+    """All keys of one shard: channel watermarks plus one `EventTimeLogic`."""
+
+    def __init__(
+        self,
+        core: EventTimeLogic[Any],
+        idle_timeout_ms: Optional[int],
+        clock: Clock,
+        resume: Optional[bytes],
+    ) -> None:
+        self.core = core
+        self.clock = clock
+        if resume is None:
+            self.clocks = ChannelWatermarks(idle_timeout_ms=idle_timeout_ms)
+        else:
+            self.clocks, core_state = pickle.loads(resume)
+            core.restore(core_state)
+            core.watermark = self.clocks.current
+
+    def on_batch(self, values: list[tuple[Any, ...]]) -> tuple[Iterable[Any], bool]:
+        now = self.clock()
+        core = self.core
+        clocks = self.clocks
+        known = clocks.channels
+        on_element = core.on_element
+        seen = set()
+        for item in values:
+            kind = item[0]
+            if kind == _EVENT:
+                _, channel, wm, key, ts, value, side = item
+                seen.add(channel)
+                if channel not in known or wm > known[channel]:
+                    self._advance(clocks.update(channel, wm, now))
+                on_element(key, ts, value, side)
+            elif kind == _ANNOUNCE:
+                self._advance(clocks.update(item[1], item[2], now))
+            else:
+                core.on_broadcast(item[1])
+        for channel in seen:
+            clocks.last_seen[channel] = now
+        self._advance(clocks.on_processing_time(now))
+        self._processing_time(now)
+        return self._drain(), False
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        now = self.clock()
+        self._advance(self.clocks.on_processing_time(now))
+        self._processing_time(now)
+        return self._drain(), False
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        self._advance(MAX_WATERMARK)
+        return self._drain(), False
+
+    def notify_at(self) -> Optional[datetime]:
+        due = [
+            t
+            for t in (self.core.next_processing_time(), self.clocks.next_idle_check())
+            if t is not None
+        ]
+        if self.clocks.idle_since is not None:
+            due.append(self.clock() + 200)
+        if not due:
+            return None
+        delay = max(0, min(due) - self.clock())
+        return datetime.now(timezone.utc) + timedelta(milliseconds=delay)
+
+    def _advance(self, wm: int) -> None:
+        if wm > self.core.watermark:
+            self.core.on_watermark(wm)
+
+    def _processing_time(self, now: int) -> None:
+        due = self.core.next_processing_time()
+        if due is not None and due <= now:
+            self.core.on_processing_time(now)
+
+    def _drain(self) -> list[tuple[str, Any]]:
+        emitted = self.core.emitted
+        if not emitted:
+            return []
+        self.core.emitted = []
+        return emitted
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps((self.clocks, self.core.snapshot()), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def keyed_event_time(
+    step_id: str,
+    inputs: Sequence[KeyedStream[V]],
+    *,
+    timestamp_of: Union[Callable[[V], int], Sequence[Callable[[V], int]]],
+    watermarks: Union[Callable[[], WatermarkGenerator[V]], Sequence[Callable[[], WatermarkGenerator[V]]]],
+    logic: Callable[[], EventTimeLogic[V]],
+    ports: Sequence[str] = ("down", "late"),
+    shards: int = DEFAULT_SHARDS,
+    partition_of: Optional[Callable[[V], Hashable]] = None,
+    idle_timeout_ms: Optional[int] = None,
+    clock: Clock = system_clock_ms,
+    broadcast: Optional[Stream[Any]] = None,
+) -> dict[str, Stream[Any]]:
+    """Run `logic` over keyed `inputs` in event time; one stream per port.
+
+    `timestamp_of` and `watermarks` are given once or once per input.
+    `partition_of(value)` names the source partition an element came from;
+    each (input, partition) pair is a watermark channel and the operator
+    watermark is the minimum over channels. Items of `broadcast` reach every
+    shard through `EventTimeLogic.on_broadcast`. Every port's stream carries
+    the items the logic emitted on it, in emission order per shard.
+    """
+    if not inputs:
+        raise ValueError(f"{step_id}: at least one input stream is required")
+    if shards < 1:
+        raise ValueError(f"{step_id}: shards must be >= 1, got {shards}")
+    count = len(inputs)
+    ts_fns = _per_input(timestamp_of, count, "timestamp_of")
+    wm_factories = _per_input(watermarks, count, "watermarks")
+    shard_keys = [str(i) for i in range(shards)]
+
+    stamped: list[Stream[Any]] = []
+    for side, (up, ts_fn, wm_factory) in enumerate(zip(inputs, ts_fns, wm_factories)):
+        by_channel = op.flat_map_batch(
+            f"{step_id}_channel_{side}", up, _channel_keyer(side, partition_of)
+        )
+
+        def build_channel(
+            resume: Optional[bytes],
+            side: int = side,
+            ts_fn: Callable[[Any], int] = ts_fn,
+            wm_factory: Callable[[], WatermarkGenerator[Any]] = wm_factory,
+        ) -> _ChannelLogic:
+            state = None if resume is None else pickle.loads(resume)
+            return _ChannelLogic(side, ts_fn, wm_factory(), shard_keys, clock, state)
+
+        channel_out = op.stateful_batch(f"{step_id}_watermark_{side}", by_channel, build_channel)
+        stamped.append(op.flat_map_batch(f"{step_id}_route_{side}", channel_out, _unwrap))
+
+    if broadcast is not None:
+        stamped.append(
+            op.flat_map(
+                f"{step_id}_broadcast",
+                broadcast,
+                lambda value: [(shard, (_BROADCAST, value)) for shard in shard_keys],
+            )
+        )
+    merged = stamped[0] if len(stamped) == 1 else op.merge(f"{step_id}_merge", *stamped)
+
+    def build_shard(resume: Optional[bytes]) -> _ShardLogic:
+        return _ShardLogic(logic(), idle_timeout_ms, clock, resume)
+
+    results = op.stateful_batch(f"{step_id}_shards", merged, build_shard)
+    return {
+        port: op.flat_map_batch(f"{step_id}_{port}", results, _port_filter(port))
+        for port in ports
+    }
+
+
+def _channel_keyer(
+    side: int, partition_of: Optional[Callable[[Any], Hashable]]
+) -> Callable[[list[tuple[str, Any]]], list[tuple[str, tuple[str, str, Any]]]]:
+    """Key elements by watermark channel, carrying the channel name along."""
+    if partition_of is None:
+        channel = str(side)
+        return lambda batch: [(channel, (channel, k, v)) for k, v in batch]
+
+    def key(batch: list[tuple[str, Any]]) -> list[tuple[str, tuple[str, str, Any]]]:
+        out = []
+        for k, v in batch:
+            channel = f"{side}:{partition_of(v)}"
+            out.append((channel, (channel, k, v)))
+        return out
+
+    return key
+
+
+def _unwrap(batch: list[tuple[str, tuple[str, Any]]]) -> list[tuple[str, Any]]:
+    return [routed for _, routed in batch]
+
+
+def _port_filter(port: str) -> Callable[[list[tuple[str, tuple[str, Any]]]], list[Any]]:
+    def select(batch: list[tuple[str, tuple[str, Any]]]) -> list[Any]:
+        return [item for _, (p, item) in batch if p == port]
+
+    return select
