@@ -1,0 +1,232 @@
+"""The one way every flow reads events and writes results.
+
+Input is a JSON-lines file (`INPUT_PATH`, a bounded stream) or Kafka topics
+(`INPUT_TOPIC`). Every record is decoded into an `Event` or, if it cannot be,
+a `DeadLetter` that keeps the original bytes, where they came from and why:
+bad input never stops a flow and is never dropped. Results, late events and
+dead letters go to JSON-lines files when their `*_PATH` is set, else to Kafka.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Union
+
+import bytewax.operators as op
+from bytewax.connectors.files import FileSink
+from bytewax.connectors.kafka import (
+    KafkaError,
+    KafkaSink,
+    KafkaSinkMessage,
+    KafkaSource,
+    KafkaSourceMessage,
+)
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+
+from eventio.config import IOConfig
+from eventio.deadletter import DeadLetter
+from eventio.event import Event, EventError
+
+Decoded = Union[Event, DeadLetter]
+
+
+@dataclass(frozen=True)
+class EventsIn:
+    """Decoded events and the dead letters of input that could not be."""
+
+    events: Stream[Event]
+    errors: Stream[DeadLetter]
+
+
+class _JsonLinesPartition(StatefulSourcePartition[tuple[int, bytes], tuple[int, int]]):
+    """Lines of one file with their 1-based line numbers; resumes by offset."""
+
+    def __init__(self, path: str, batch_size: int, resume: Optional[tuple[int, int]]) -> None:
+        self._file = open(path, "rb")
+        self._batch_size = batch_size
+        self._line = 0
+        if resume is not None:
+            offset, self._line = resume
+            self._file.seek(offset)
+
+    def next_batch(self) -> list[tuple[int, bytes]]:
+        batch = []
+        readline = self._file.readline
+        for _ in range(self._batch_size):
+            raw = readline()
+            if not raw:
+                break
+            self._line += 1
+            batch.append((self._line, raw))
+        if not batch:
+            raise StopIteration()
+        return batch
+
+    def snapshot(self) -> tuple[int, int]:
+        return (self._file.tell(), self._line)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class JsonLinesSource(FixedPartitionedSource[tuple[int, bytes], tuple[int, int]]):
+    """One partition per file: `(line_number, raw_line)` items, bounded."""
+
+    def __init__(self, paths: Iterable[str], batch_size: int = 1000) -> None:
+        self.paths = list(paths)
+        for path in self.paths:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"input file {path!r} does not exist")
+        self.batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        return self.paths
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Optional[tuple[int, int]]
+    ) -> _JsonLinesPartition:
+        return _JsonLinesPartition(for_part, self.batch_size, resume_state)
+
+
+def kafka_source(
+    cfg: IOConfig, topics: Optional[list[str]] = None, extra: Optional[dict[str, str]] = None
+) -> KafkaSource:
+    """Bytewax's Kafka source with `read_committed` isolation; offsets are
+    owned by Bytewax recovery, `START_OFFSET` applies to a first start."""
+    config = {"isolation.level": "read_committed", "fetch.wait.max.ms": "50"}
+    config.update(extra or {})
+    return KafkaSource(
+        cfg.brokers,
+        topics or cfg.input_topics,
+        tail=not cfg.stop_at_end,
+        starting_offset=OFFSET_BEGINNING if cfg.start_offset == "earliest" else OFFSET_END,
+        add_config=config,
+        batch_size=cfg.kafka_batch_size,
+        raise_on_errors=False,
+    )
+
+
+def decode_json_line(raw: bytes, source: str, line: int, max_bytes: int) -> Decoded:
+    """An event from one JSON line, or a dead letter saying why not."""
+    raw = raw.rstrip(b"\r\n")
+    try:
+        if len(raw) > max_bytes:
+            raise EventError(f"line of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
+        return Event.from_json(raw)
+    except EventError as ex:
+        return DeadLetter.of(ex, source=source, value=raw, offset=line)
+
+
+def decode_kafka(msg: Union[KafkaSourceMessage, KafkaError], max_bytes: int) -> Decoded:
+    """An event from one Kafka message, tagged with its partition channel."""
+    if isinstance(msg, KafkaError):
+        m = msg.msg
+        return DeadLetter(
+            m.topic or "?", m.partition, m.offset, m.key, m.value, "KafkaError", str(msg.err)
+        )
+    value = msg.value
+    try:
+        if value is None:
+            raise EventError("message has no value")
+        if len(value) > max_bytes:
+            raise EventError(f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit")
+        event = Event.from_json(value)
+    except EventError as ex:
+        return DeadLetter.of(
+            ex, source=msg.topic or "?", value=value, key=msg.key,
+            partition=msg.partition, offset=msg.offset,
+        )
+    event.channel = f"{msg.topic}:{msg.partition}"
+    return event
+
+
+def read_events(
+    flow: Dataflow,
+    step_id: str,
+    cfg: IOConfig,
+    *,
+    path: Optional[str] = None,
+    topics: Optional[list[str]] = None,
+) -> EventsIn:
+    """Events from `path` (default `cfg.input_path`) or else Kafka `topics`
+    (default `cfg.input_topics`), split from the dead letters."""
+    path = path if path is not None else (cfg.input_path if topics is None else None)
+    max_bytes = cfg.max_message_bytes
+    if path:
+        paths = [p.strip() for p in path.split(",") if p.strip()]
+        raw = op.input(f"{step_id}_file", flow, JsonLinesSource(paths))
+
+        def decode_lines(batch: list[tuple[int, bytes]], source: str = path) -> list[Decoded]:
+            return [decode_json_line(b, source, n, max_bytes) for n, b in batch]
+
+        decoded = op.flat_map_batch(f"{step_id}_decode", raw, decode_lines)
+    else:
+        raw_k = op.input(f"{step_id}_kafka", flow, kafka_source(cfg, topics))
+        decoded = op.flat_map_batch(
+            f"{step_id}_decode", raw_k, lambda batch: [decode_kafka(m, max_bytes) for m in batch]
+        )
+    split = op.branch(f"{step_id}_split", decoded, lambda x: x.__class__ is Event)
+    return EventsIn(events=split.trues, errors=split.falses)
+
+
+def _as_json(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    if hasattr(item, "to_json"):
+        return item.to_json()
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+
+
+def write_json(
+    step_id: str,
+    up: Stream[Any],
+    cfg: IOConfig,
+    *,
+    path: Optional[str],
+    topic: str,
+    key_of: Optional[Callable[[Any], Optional[str]]] = None,
+) -> None:
+    """Write items as JSON lines to `path` if set, else to Kafka `topic`
+    keyed by `key_of(item)`."""
+    if path:
+        lines = op.map(f"{step_id}_encode", up, lambda item: ("", _as_json(item)))
+        op.output(step_id, lines, FileSink(Path(path)))
+        return
+
+    def to_message(item: Any) -> KafkaSinkMessage[Optional[bytes], bytes]:
+        key = key_of(item) if key_of else None
+        return KafkaSinkMessage(None if key is None else key.encode(), _as_json(item).encode())
+
+    messages = op.map(f"{step_id}_encode", up, to_message)
+    op.output(step_id, messages, KafkaSink(cfg.brokers, topic, add_config={"linger.ms": "5"}))
+
+
+def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[Callable[[Any], Optional[str]]] = None) -> None:
+    """Results to `OUTPUT_PATH` or `OUTPUT_TOPIC`."""
+    write_json(step_id, up, cfg, path=cfg.output_path, topic=cfg.output_topic, key_of=key_of)
+
+
+def write_late(step_id: str, late: Stream[Event], cfg: IOConfig) -> None:
+    """Late events, as event JSON, to `LATE_OUTPUT_PATH` or `LATE_TOPIC`."""
+    write_json(
+        step_id, late, cfg, path=cfg.late_output_path, topic=cfg.late_topic,
+        key_of=lambda e: e.user_id,
+    )
+
+
+def write_dead_letters(step_id: str, errors: Stream[DeadLetter], cfg: IOConfig) -> None:
+    """Dead letters to `ERROR_OUTPUT_PATH` (JSON) or `DLQ_TOPIC` (original
+    key and value bytes, provenance and reason in headers)."""
+    if cfg.error_output_path:
+        write_json(step_id, errors, cfg, path=cfg.error_output_path, topic=cfg.dlq_topic)
+        return
+    messages = op.map(
+        f"{step_id}_encode",
+        errors,
+        lambda d: KafkaSinkMessage(d.key, d.value, headers=d.headers()),
+    )
+    op.output(step_id, messages, KafkaSink(cfg.brokers, cfg.dlq_topic))
