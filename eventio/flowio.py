@@ -27,6 +27,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
+from eventio import metrics
 from eventio.config import IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.event import Event, EventError
@@ -218,9 +219,15 @@ def write_late(step_id: str, late: Stream[Event], cfg: IOConfig) -> None:
     )
 
 
+def _count_dead_letter(letter: DeadLetter) -> DeadLetter:
+    metrics.DEAD_LETTERS.labels(letter.error_class).inc()
+    return letter
+
+
 def write_dead_letters(step_id: str, errors: Stream[DeadLetter], cfg: IOConfig) -> None:
     """Dead letters to `ERROR_OUTPUT_PATH` (JSON) or `DLQ_TOPIC` (original
     key and value bytes, provenance and reason in headers)."""
+    errors = op.map(f"{step_id}_count", errors, _count_dead_letter)
     if cfg.error_output_path:
         write_json(step_id, errors, cfg, path=cfg.error_output_path, topic=cfg.dlq_topic)
         return

@@ -32,6 +32,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from eventio import metrics
 from operators.eventtime import (
     MAX_WATERMARK,
     MIN_WATERMARK,
@@ -75,13 +76,15 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
 
     def __init__(
         self,
+        step_id: str,
         side: int,
         timestamp_of: Callable[[Any], int],
         generator: WatermarkGenerator[Any],
         shard_keys: list[str],
         clock: Clock,
-        resume: Optional[tuple[int, WatermarkGenerator[Any]]],
+        resume: Optional[tuple[str, int, WatermarkGenerator[Any]]],
     ) -> None:
+        self.event_time_lag = metrics.EVENT_TIME_LAG.labels(step_id)
         self.channel = ""
         self.side = side
         self.timestamp_of = timestamp_of
@@ -111,10 +114,13 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
             new = on_event(value, ts)
             if new is not None and new > wm:
                 wm = new
-        new = self.generator.on_periodic(self.clock())
+        now = self.clock()
+        new = self.generator.on_periodic(now)
         if new is not None and new > wm:
             wm = new
         self.watermark = wm
+        if values:
+            self.event_time_lag.set((now - ts) / 1000)
         out.extend(self._announce())
         return out, False
 
@@ -150,6 +156,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
 
     def __init__(
         self,
+        step_id: str,
         core: EventTimeLogic[Any],
         idle_timeout_ms: Optional[int],
         clock: Clock,
@@ -157,6 +164,13 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
     ) -> None:
         self.core = core
         self.clock = clock
+        self.step_id = step_id
+        self.events_in = metrics.EVENTS_IN.labels(step_id)
+        self.per_event_seconds = metrics.PROCESSING_SECONDS.labels(step_id)
+        self.watermark_lag = metrics.WATERMARK_LAG.labels(step_id)
+        self.open_state = metrics.OPEN_STATE.labels(step_id)
+        self.snapshot_seconds = metrics.SNAPSHOT_SECONDS.labels(step_id)
+        self.reported_size = 0
         if resume is None:
             self.clocks = ChannelWatermarks(idle_timeout_ms=idle_timeout_ms)
         else:
@@ -165,6 +179,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
             core.watermark = self.clocks.current
 
     def on_batch(self, values: list[tuple[Any, ...]]) -> tuple[Iterable[Any], bool]:
+        started = time.perf_counter()
         now = self.clock()
         core = self.core
         clocks = self.clocks
@@ -187,7 +202,13 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
             clocks.last_seen[channel] = now
         self._advance(clocks.on_processing_time(now))
         self._processing_time(now)
-        return self._drain(), False
+        out = self._drain()
+        events = max(1, len(values))
+        self.events_in.inc(events)
+        self.per_event_seconds.observe((time.perf_counter() - started) / events)
+        if core.watermark > MIN_WATERMARK:
+            self.watermark_lag.set((now - min(core.watermark, now)) / 1000)
+        return out, False
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
         now = self.clock()
@@ -222,14 +243,26 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
             self.core.on_processing_time(now)
 
     def _drain(self) -> list[tuple[str, Any]]:
+        size = self.core.state_size()
+        if size != self.reported_size:
+            self.open_state.inc(size - self.reported_size)
+            self.reported_size = size
         emitted = self.core.emitted
         if not emitted:
             return []
         self.core.emitted = []
+        counts: dict[str, int] = {}
+        for port, _ in emitted:
+            counts[port] = counts.get(port, 0) + 1
+        for port, n in counts.items():
+            metrics.EVENTS_OUT.labels(self.step_id, port).inc(n)
         return emitted
 
     def snapshot(self) -> bytes:
-        return pickle.dumps((self.clocks, self.core.snapshot()), protocol=pickle.HIGHEST_PROTOCOL)
+        started = time.perf_counter()
+        state = pickle.dumps((self.clocks, self.core.snapshot()), protocol=pickle.HIGHEST_PROTOCOL)
+        self.snapshot_seconds.observe(time.perf_counter() - started)
+        return state
 
 
 def keyed_event_time(
@@ -277,7 +310,7 @@ def keyed_event_time(
             wm_factory: Callable[[], WatermarkGenerator[Any]] = wm_factory,
         ) -> _ChannelLogic:
             state = None if resume is None else pickle.loads(resume)
-            return _ChannelLogic(side, ts_fn, wm_factory(), shard_keys, clock, state)
+            return _ChannelLogic(step_id, side, ts_fn, wm_factory(), shard_keys, clock, state)
 
         channel_out = op.stateful_batch(f"{step_id}_watermark_{side}", by_channel, build_channel)
         stamped.append(op.flat_map_batch(f"{step_id}_route_{side}", channel_out, _unwrap))
@@ -293,7 +326,7 @@ def keyed_event_time(
     merged = stamped[0] if len(stamped) == 1 else op.merge(f"{step_id}_merge", *stamped)
 
     def build_shard(resume: Optional[bytes]) -> _ShardLogic:
-        return _ShardLogic(logic(), idle_timeout_ms, clock, resume)
+        return _ShardLogic(step_id, logic(), idle_timeout_ms, clock, resume)
 
     results = op.stateful_batch(f"{step_id}_shards", merged, build_shard)
     return {

@@ -1,0 +1,65 @@
+"""Prometheus metrics every flow exports, served on `METRICS_PORT`.
+
+Metrics live in prometheus-client's default registry, so Bytewax's own
+endpoint (`BYTEWAX_DATAFLOW_API_ENABLED=true`, port 3030, `/metrics`) serves
+them too, next to Bytewax's built-in metrics. Label values are bounded: step
+ids, ports and reasons (exception class names). Consumer lag per partition is
+Bytewax's own `bytewax_kafka_consumer_lag{step_id,topic,partition}`, registered
+in the same registry by its Kafka source.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Optional
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS_IN = Counter("stream_events_in", "Events entering a step", ["step"])
+EVENTS_OUT = Counter("stream_events_out", "Records leaving a step, by output port", ["step", "port"])
+LATE_EVENTS = Counter(
+    "stream_late_events", "Events behind the watermark but within allowed lateness", ["step"]
+)
+VERY_LATE_EVENTS = Counter(
+    "stream_very_late_events", "Events beyond allowed lateness, sent to the late output", ["step"]
+)
+DEAD_LETTERS = Counter("stream_dead_letters", "Input routed to the dead-letter output", ["reason"])
+WATERMARK_LAG = Gauge(
+    "stream_watermark_lag_seconds", "Processing time minus the operator watermark", ["step"]
+)
+EVENT_TIME_LAG = Gauge(
+    "stream_event_time_lag_seconds", "Processing time minus the newest event timestamp", ["step"]
+)
+WINDOW_FIRINGS = Counter("stream_window_firings", "Window results emitted", ["step", "late"])
+OPEN_STATE = Gauge(
+    "stream_open_state", "Open windows, sessions, buffered elements or partial matches", ["step"]
+)
+SNAPSHOT_SECONDS = Histogram(
+    "stream_snapshot_duration_seconds", "Time to snapshot one shard's state", ["step"],
+    buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0),
+)
+TRANSACTIONS = Counter(
+    "stream_kafka_transactions", "Kafka transactions of transactional sinks", ["outcome"]
+)
+PROCESSING_SECONDS = Histogram(
+    "stream_batch_processing_seconds", "Time to process one batch in a step, per event",
+    ["step"], buckets=(1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),
+)
+
+_server_lock = threading.Lock()
+_server_port: Optional[int] = None
+
+
+def serve_from_env(env: Optional[dict[str, str]] = None) -> Optional[int]:
+    """Start the metrics HTTP server once per process if `METRICS_PORT` is set."""
+    global _server_port
+    raw = (os.environ if env is None else env).get("METRICS_PORT")
+    if not raw:
+        return None
+    with _server_lock:
+        if _server_port is None:
+            port = int(raw)
+            start_http_server(port)
+            _server_port = port
+    return _server_port
