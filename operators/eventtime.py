@@ -72,9 +72,11 @@ class BoundedOutOfOrderness(WatermarkGenerator[Any]):
 class ChannelWatermarks:
     """Combines per-channel watermarks into an operator watermark.
 
-    The operator watermark is the minimum over the active channels it has heard
-    of, as Flink's per-partition watermarks and two-input operators do: a
-    channel read ahead of the others does not make their elements late.
+    The operator watermark is the minimum over the active channels, as Flink's
+    per-partition watermarks and two-input operators do: a channel read ahead
+    of the others does not make their elements late. With `expected` set, the
+    watermark stays at `MIN_WATERMARK` until that many channels have reported,
+    as Flink holds it for splits that have sent nothing yet.
     A channel without news for `idle_timeout_ms` of processing time is idle and
     left out of the minimum (Flink's `withIdleness`); when every channel is
     idle, the watermark advances with processing time from where it stood, so
@@ -82,11 +84,13 @@ class ChannelWatermarks:
     """
 
     idle_timeout_ms: Optional[int] = None
+    expected: int = 0
     channels: dict[Hashable, int] = field(default_factory=dict)
     last_seen: dict[Hashable, int] = field(default_factory=dict)
     current: int = MIN_WATERMARK
     idle_since: Optional[int] = None
     idle_base: int = MIN_WATERMARK
+    started_at: Optional[int] = None
 
     def update(self, channel: Hashable, wm: int, now_ms: int) -> int:
         """Record channel news (an element or an announced watermark)."""
@@ -106,13 +110,21 @@ class ChannelWatermarks:
         """Processing time at which idleness could next change the watermark."""
         if self.idle_timeout_ms is None or not self.last_seen:
             return None
+        if len(self.channels) < self.expected and self.started_at is not None:
+            return self.started_at + self.idle_timeout_ms
         if self.idle_since is not None:
             return None  # advancing with processing time; the caller polls
         return min(self.last_seen.values()) + self.idle_timeout_ms
 
     def _recompute(self, now_ms: int) -> int:
         timeout = self.idle_timeout_ms
-        if timeout is None:
+        if self.started_at is None:
+            self.started_at = now_ms
+        if len(self.channels) < self.expected and (
+            timeout is None or now_ms - self.started_at < timeout
+        ):
+            candidate = MIN_WATERMARK
+        elif timeout is None:
             candidate = min(self.channels.values(), default=MIN_WATERMARK)
         else:
             active = [

@@ -131,6 +131,8 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
         return self._announce(), False
 
     def on_eof(self) -> tuple[Iterable[Any], bool]:
+        # A finished input holds nothing back, as a finished Flink source.
+        self.watermark = MAX_WATERMARK
         return self._announce(), False
 
     def notify_at(self) -> Optional[datetime]:
@@ -159,6 +161,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         step_id: str,
         core: EventTimeLogic[Any],
         idle_timeout_ms: Optional[int],
+        expected_channels: int,
         clock: Clock,
         resume: Optional[bytes],
     ) -> None:
@@ -172,7 +175,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         self.snapshot_seconds = metrics.SNAPSHOT_SECONDS.labels(step_id)
         self.reported_size = 0
         if resume is None:
-            self.clocks = ChannelWatermarks(idle_timeout_ms=idle_timeout_ms)
+            self.clocks = ChannelWatermarks(idle_timeout_ms=idle_timeout_ms, expected=expected_channels)
         else:
             self.clocks, core_state = pickle.loads(resume)
             core.restore(core_state)
@@ -275,6 +278,7 @@ def keyed_event_time(
     ports: Sequence[str] = ("down", "late"),
     shards: int = DEFAULT_SHARDS,
     partition_of: Optional[Callable[[V], Hashable]] = None,
+    expected_channels: Union[int, Sequence[int]] = 1,
     idle_timeout_ms: Optional[int] = None,
     clock: Clock = system_clock_ms,
     broadcast: Optional[Stream[Any]] = None,
@@ -284,7 +288,9 @@ def keyed_event_time(
     `timestamp_of` and `watermarks` are given once or once per input.
     `partition_of(value)` names the source partition an element came from;
     each (input, partition) pair is a watermark channel and the operator
-    watermark is the minimum over channels. Items of `broadcast` reach every
+    watermark is the minimum over channels. `expected_channels` (once, or once
+    per input) is how many partitions feed each input: the watermark waits
+    until all have reported, or until `idle_timeout_ms` passes. Items of `broadcast` reach every
     shard through `EventTimeLogic.on_broadcast`. Every port's stream carries
     the items the logic emitted on it, in emission order per shard.
     """
@@ -296,6 +302,9 @@ def keyed_event_time(
     ts_fns = _per_input(timestamp_of, count, "timestamp_of")
     wm_factories = _per_input(watermarks, count, "watermarks")
     shard_keys = [str(i) for i in range(shards)]
+    expected = sum(_per_input(expected_channels, count, "expected_channels"))
+    if partition_of is None:
+        expected = count
 
     stamped: list[Stream[Any]] = []
     for side, (up, ts_fn, wm_factory) in enumerate(zip(inputs, ts_fns, wm_factories)):
@@ -326,7 +335,7 @@ def keyed_event_time(
     merged = stamped[0] if len(stamped) == 1 else op.merge(f"{step_id}_merge", *stamped)
 
     def build_shard(resume: Optional[bytes]) -> _ShardLogic:
-        return _ShardLogic(step_id, logic(), idle_timeout_ms, clock, resume)
+        return _ShardLogic(step_id, logic(), idle_timeout_ms, expected, clock, resume)
 
     results = op.stateful_batch(f"{step_id}_shards", merged, build_shard)
     return {
