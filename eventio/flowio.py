@@ -37,16 +37,27 @@ Decoded = Union[Event, DeadLetter]
 
 @dataclass(frozen=True)
 class EventsIn:
-    """Decoded events and the dead letters of input that could not be."""
+    """Decoded events and the dead letters of input that could not be.
+
+    `channels()` is the number of source partitions (files or Kafka topic
+    partitions), each a watermark channel named by `Event.channel`; it is
+    asked at run time, so building a flow never contacts Kafka.
+    """
 
     events: Stream[Event]
     errors: Stream[DeadLetter]
+    channels: Callable[[], int]
 
 
-class _JsonLinesPartition(StatefulSourcePartition[tuple[int, bytes], tuple[int, int]]):
-    """Lines of one file with their 1-based line numbers; resumes by offset."""
+Line = tuple[str, int, bytes]
+"""A raw input line: (file path, 1-based line number, bytes)."""
+
+
+class _JsonLinesPartition(StatefulSourcePartition[Line, tuple[int, int]]):
+    """Lines of one file with their line numbers; resumes by byte offset."""
 
     def __init__(self, path: str, batch_size: int, resume: Optional[tuple[int, int]]) -> None:
+        self._path = path
         self._file = open(path, "rb")
         self._batch_size = batch_size
         self._line = 0
@@ -54,15 +65,16 @@ class _JsonLinesPartition(StatefulSourcePartition[tuple[int, bytes], tuple[int, 
             offset, self._line = resume
             self._file.seek(offset)
 
-    def next_batch(self) -> list[tuple[int, bytes]]:
+    def next_batch(self) -> list[Line]:
         batch = []
         readline = self._file.readline
+        path = self._path
         for _ in range(self._batch_size):
             raw = readline()
             if not raw:
                 break
             self._line += 1
-            batch.append((self._line, raw))
+            batch.append((path, self._line, raw))
         if not batch:
             raise StopIteration()
         return batch
@@ -74,8 +86,8 @@ class _JsonLinesPartition(StatefulSourcePartition[tuple[int, bytes], tuple[int, 
         self._file.close()
 
 
-class JsonLinesSource(FixedPartitionedSource[tuple[int, bytes], tuple[int, int]]):
-    """One partition per file: `(line_number, raw_line)` items, bounded."""
+class JsonLinesSource(FixedPartitionedSource[Line, tuple[int, int]]):
+    """One partition per file: `(path, line_number, raw_line)` items, bounded."""
 
     def __init__(self, paths: Iterable[str], batch_size: int = 1000) -> None:
         self.paths = list(paths)
@@ -117,9 +129,11 @@ def decode_json_line(raw: bytes, source: str, line: int, max_bytes: int) -> Deco
     try:
         if len(raw) > max_bytes:
             raise EventError(f"line of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
-        return Event.from_json(raw)
+        event = Event.from_json(raw)
     except EventError as ex:
         return DeadLetter.of(ex, source=source, value=raw, offset=line)
+    event.channel = source
+    return event
 
 
 def decode_kafka(msg: Union[KafkaSourceMessage, KafkaError], max_bytes: int) -> Decoded:
@@ -160,18 +174,33 @@ def read_events(
     if path:
         paths = [p.strip() for p in path.split(",") if p.strip()]
         raw = op.input(f"{step_id}_file", flow, JsonLinesSource(paths))
-
-        def decode_lines(batch: list[tuple[int, bytes]], source: str = path) -> list[Decoded]:
-            return [decode_json_line(b, source, n, max_bytes) for n, b in batch]
-
-        decoded = op.flat_map_batch(f"{step_id}_decode", raw, decode_lines)
+        decoded = op.flat_map_batch(
+            f"{step_id}_decode",
+            raw,
+            lambda batch: [decode_json_line(line, path, n, max_bytes) for path, n, line in batch],
+        )
+        channels: Callable[[], int] = lambda: len(paths)
     else:
-        raw_k = op.input(f"{step_id}_kafka", flow, kafka_source(cfg, topics))
+        source = kafka_source(cfg, topics)
+        raw_k = op.input(f"{step_id}_kafka", flow, source)
         decoded = op.flat_map_batch(
             f"{step_id}_decode", raw_k, lambda batch: [decode_kafka(m, max_bytes) for m in batch]
         )
+        channels = _cached(lambda: len(source.list_parts()))
     split = op.branch(f"{step_id}_split", decoded, lambda x: x.__class__ is Event)
-    return EventsIn(events=split.trues, errors=split.falses)
+    return EventsIn(events=split.trues, errors=split.falses, channels=channels)
+
+
+def _cached(compute: Callable[[], int]) -> Callable[[], int]:
+    """`compute()` once, on first call."""
+    memo: list[int] = []
+
+    def get() -> int:
+        if not memo:
+            memo.append(compute())
+        return memo[0]
+
+    return get
 
 
 def _as_json(item: Any) -> str:

@@ -278,7 +278,7 @@ def keyed_event_time(
     ports: Sequence[str] = ("down", "late"),
     shards: int = DEFAULT_SHARDS,
     partition_of: Optional[Callable[[V], Hashable]] = None,
-    expected_channels: Union[int, Sequence[int]] = 1,
+    expected_channels: Union[int, Callable[[], int], Sequence[Union[int, Callable[[], int]]]] = 1,
     idle_timeout_ms: Optional[int] = None,
     clock: Clock = system_clock_ms,
     broadcast: Optional[Stream[Any]] = None,
@@ -289,8 +289,9 @@ def keyed_event_time(
     `partition_of(value)` names the source partition an element came from;
     each (input, partition) pair is a watermark channel and the operator
     watermark is the minimum over channels. `expected_channels` (once, or once
-    per input) is how many partitions feed each input: the watermark waits
-    until all have reported, or until `idle_timeout_ms` passes. Items of `broadcast` reach every
+    per input; an int or a callable asked once at run time) is how many
+    partitions feed each input: the watermark waits until all have reported,
+    or until `idle_timeout_ms` passes. Items of `broadcast` reach every
     shard through `EventTimeLogic.on_broadcast`. Every port's stream carries
     the items the logic emitted on it, in emission order per shard.
     """
@@ -302,9 +303,12 @@ def keyed_event_time(
     ts_fns = _per_input(timestamp_of, count, "timestamp_of")
     wm_factories = _per_input(watermarks, count, "watermarks")
     shard_keys = [str(i) for i in range(shards)]
-    expected = sum(_per_input(expected_channels, count, "expected_channels"))
-    if partition_of is None:
-        expected = count
+    expected_per_input = _per_input(expected_channels, count, "expected_channels")
+
+    def expected() -> int:
+        if partition_of is None:
+            return count
+        return sum(e() if callable(e) else e for e in expected_per_input)
 
     stamped: list[Stream[Any]] = []
     for side, (up, ts_fn, wm_factory) in enumerate(zip(inputs, ts_fns, wm_factories)):
@@ -335,7 +339,7 @@ def keyed_event_time(
     merged = stamped[0] if len(stamped) == 1 else op.merge(f"{step_id}_merge", *stamped)
 
     def build_shard(resume: Optional[bytes]) -> _ShardLogic:
-        return _ShardLogic(step_id, logic(), idle_timeout_ms, expected, clock, resume)
+        return _ShardLogic(step_id, logic(), idle_timeout_ms, expected(), clock, resume)
 
     results = op.stateful_batch(f"{step_id}_shards", merged, build_shard)
     return {
