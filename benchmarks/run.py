@@ -1,0 +1,48 @@
+"""`make bench`: run every registered benchmark, print a table, write JSON.
+
+    python -m benchmarks.run               # all cases
+    python -m benchmarks.run sessions      # cases whose name contains "sessions"
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import benchmarks.suite  # noqa: F401  (registers the cases)
+from benchmarks.harness import CASES, machine, measure
+
+
+def main(argv: list[str]) -> None:
+    wanted = [n for n in CASES if not argv or any(a in n for a in argv)]
+    results = {}
+    for name in wanted:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        results[name] = measure(name)
+    rows = [
+        "| benchmark | what was run | events/s (median) | runs | peak RSS MB | ratio |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for name, r in results.items():
+        base = CASES[name].baseline
+        ratio = ""
+        if base and base in results:
+            ratio = f"{r['events_per_s'] / results[base]['events_per_s']:.1f}x vs {base}"
+        extra = "".join(f"; {k}={v}" for k, v in r.items() if k.startswith("x_"))
+        rows.append(
+            f"| {name} | {r['what']}{extra} | {r['events_per_s']:,.0f} | {r['runs']} | {r['peak_rss_mb']:,.0f} | {ratio} |"
+        )
+    table = "\n".join(rows)
+    header = f"Machine: {machine()}. Command: `make bench` ({time.strftime('%Y-%m-%d')})."
+    print(header)
+    print(table)
+    out = Path("benchmarks/results")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    (out / "latest.md").write_text(header + "\n\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
