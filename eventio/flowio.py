@@ -191,6 +191,28 @@ def read_events(
     return EventsIn(events=split.trues, errors=split.falses, channels=channels)
 
 
+class MissingFieldError(ValueError):
+    """An event lacks a field this flow requires."""
+
+
+def require(step_id: str, src: EventsIn, *names: str) -> EventsIn:
+    """Events that have every field in `names`; the others become dead
+    letters (the event's JSON, its channel, and which field is missing)."""
+
+    def check(event: Event) -> Decoded:
+        for name in names:
+            if getattr(event, name) is None:
+                ex = MissingFieldError(f"event {event.event_id!r} has no {name!r}, which this flow requires")
+                return DeadLetter.of(ex, source=event.channel or "?", value=event.to_json().encode(),
+                                     key=event.user_id.encode())
+        return event
+
+    checked = op.branch(f"{step_id}_split", op.map(f"{step_id}_check", src.events, check),
+                        lambda x: x.__class__ is Event)
+    errors = op.merge(f"{step_id}_errors", src.errors, checked.falses)
+    return EventsIn(events=checked.trues, errors=errors, channels=src.channels)
+
+
 def _cached(compute: Callable[[], int]) -> Callable[[], int]:
     """`compute()` once, on first call."""
     memo: list[int] = []
