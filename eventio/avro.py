@@ -292,7 +292,7 @@ class _Resolution:
                 raise inner
             self.fail(path, f"writer type {_describe(w)} matches no branch of reader union {_describe(r)}")
         if isinstance(r, str) or isinstance(w, str):
-            if r != w and (w, r) not in _PROMOTIONS:
+            if not (isinstance(r, str) and isinstance(w, str) and (r == w or (w, r) in _PROMOTIONS)):
                 self.fail(path, f"writer type {_describe(w)} cannot be read as {_describe(r)}")
             return
         kind = w["type"]
