@@ -1,0 +1,831 @@
+"""The keyed window operator core with Apache Flink's `WindowOperator` rules.
+
+One `WindowOperator` holds the window state of every key of a shard and
+implements `EventTimeLogic` (see `operators/eventtime.py`); it never imports
+Bytewax. Rules, as in Flink:
+
+- An element goes into every window its assigner gives it. A window is *late*
+  when `window.max_timestamp + allowed_lateness <= watermark` (event-time
+  windows only); an element whose windows are all late goes to port `late` as
+  `(key, value)`.
+- The trigger decides when a window fires (FIRE emits, PURGE drops the
+  contents). With the default event-time trigger a window fires when the
+  watermark reaches its max timestamp, and an element added to a window the
+  watermark already passed (within the allowed lateness) re-fires it at once,
+  marked `is_late_update=True`.
+- Window state is freed at cleanup time, `max_timestamp + allowed_lateness` in
+  event time (`max_timestamp` in processing time); global windows never.
+- Merging (session) windows that intersect merge their contents (aggregate
+  `merge`, or concatenated element lists) and their trigger state (`on_merge`).
+
+Results go to port `down` as `(key, WindowResult)`; elements an assigner
+rejects (`InvalidElement`) go to port `invalid` as `(key, value, reason)`.
+
+Window functions: an incremental `AggregateFunction` (`create`, `add(acc,
+value)`, `merge`, `result`), a process function `(key, window, elements,
+watermark) -> iterable of values` over the buffered elements, or both (the
+process function then receives the one aggregate result, as Flink's
+`aggregate(aggFn, windowFn)`).
+
+`WindowOperator(...)` returns one of three engines with identical semantics:
+fixed-size event-time windows and event-time sessions with the default
+trigger get specialised engines (a few dict operations per element, one timer
+entry per window or per key instead of per element); everything else runs the
+general engine, a direct rendering of Flink's trigger and merging machinery.
+"""
+
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Hashable, Iterable, Optional, TypeVar
+
+from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
+from operators.triggers import EventTimeTrigger, Trigger, TriggerResult, default_trigger
+from operators.windows import (
+    FixedSizeWindows,
+    InvalidElement,
+    SessionWindows,
+    Window,
+    WindowAssigner,
+)
+
+V = TypeVar("V")
+A = TypeVar("A")
+R = TypeVar("R")
+
+ProcessWindowFunction = Callable[[str, Window, list, int], Iterable[Any]]
+"""`(key, window, elements, watermark) -> results`; `elements` must not be
+kept or mutated."""
+
+
+class AggregateFunction(ABC, Generic[V, A, R]):
+    """Incremental window aggregation (Flink's `AggregateFunction`).
+
+    `add` and `merge` may update the accumulator in place but must return it.
+    `merge` is required only for merging (session) windows.
+    """
+
+    @abstractmethod
+    def create(self) -> A:
+        """A fresh accumulator."""
+
+    @abstractmethod
+    def add(self, acc: A, value: V) -> A:
+        """Fold one element into `acc`."""
+
+    def merge(self, a: A, b: A) -> A:
+        """Combine the accumulators of two merging windows."""
+        raise NotImplementedError(f"{type(self).__name__} does not support merging windows")
+
+    @abstractmethod
+    def result(self, acc: A) -> R:
+        """The window's value from its accumulator."""
+
+
+def _identity(acc: Any) -> Any:
+    return acc
+
+
+def _append(acc: list, value: Any) -> list:
+    acc.append(value)
+    return acc
+
+
+def _concat(a: list, b: list) -> list:
+    a.extend(b)
+    return a
+
+
+def _count(acc: int, value: Any) -> int:
+    return acc + 1
+
+
+def _zero() -> int:
+    return 0
+
+
+class Aggregate(AggregateFunction[V, A, R]):
+    """An `AggregateFunction` made of plain callables."""
+
+    __slots__ = ("create", "add", "merge", "result")
+
+    def __init__(
+        self,
+        create: Callable[[], A],
+        add: Callable[[A, V], A],
+        merge: Optional[Callable[[A, A], A]] = None,
+        result: Callable[[A], R] = _identity,
+    ) -> None:
+        self.create = create  # type: ignore[method-assign]
+        self.add = add  # type: ignore[method-assign]
+        self.merge = merge  # type: ignore[method-assign,assignment]
+        self.result = result  # type: ignore[method-assign]
+
+    @classmethod
+    def count(cls) -> "Aggregate[Any, int, int]":
+        """Number of elements."""
+        return cls(_zero, _count, int.__add__)
+
+    @classmethod
+    def collect(cls) -> "Aggregate[Any, list, list]":
+        """All elements, in arrival order (merged sessions: by session start);
+        each result is a fresh list."""
+        return cls(list, _append, _concat, list)
+
+
+@dataclass(slots=True)
+class WindowResult:
+    """One firing of one window of one key."""
+
+    key: str
+    window_start: int
+    window_end: int
+    value: Any
+    is_late_update: bool
+    watermark: int
+
+    @property
+    def window(self) -> Window:
+        return Window(self.window_start, self.window_end)
+
+
+class _Missing:
+    """The type of `_MISSING`, "no contents": it pickles by reference, so the
+    sentinel stays identical across a snapshot and restore."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_MISSING"
+
+
+_MISSING: Any = _Missing()
+
+
+class _TimerIndex:
+    """Timers bucketed by firing time: `time -> {entry: None}` plus a heap of
+    the distinct times. Registering an existing timer is a no-op; deleted
+    timers leave at most a stale time in the heap, skipped when popped."""
+
+    __slots__ = ("buckets", "times")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, dict[Hashable, None]] = {}
+        self.times: list[int] = []
+
+    def add(self, time: int, entry: Hashable) -> None:
+        bucket = self.buckets.get(time)
+        if bucket is None:
+            self.buckets[time] = {entry: None}
+            heapq.heappush(self.times, time)
+        else:
+            bucket[entry] = None
+
+    def remove(self, time: int, entry: Hashable) -> None:
+        bucket = self.buckets.get(time)
+        if bucket is not None:
+            bucket.pop(entry, None)
+            if not bucket:
+                del self.buckets[time]
+
+    def pop_due(self, limit: int) -> Optional[tuple[int, dict[Hashable, None]]]:
+        """The earliest bucket with time <= `limit`, removed, or None."""
+        times = self.times
+        while times and times[0] <= limit:
+            time = heapq.heappop(times)
+            bucket = self.buckets.pop(time, None)
+            if bucket:
+                return time, bucket
+        return None
+
+    def next_time(self) -> Optional[int]:
+        times = self.times
+        while times and times[0] not in self.buckets:
+            heapq.heappop(times)
+        return times[0] if times else None
+
+    def __len__(self) -> int:
+        return len(self.buckets)
+
+
+class WindowOperator(EventTimeLogic[V]):
+    """Keyed windows for all keys of one shard; see the module docstring.
+
+    `assigner` places elements in windows; `trigger` defaults to the
+    assigner's Flink default; `allowed_lateness_ms` applies to event-time
+    windows; give `aggregate`, `process` or both; `clock` supplies processing
+    time (required by processing-time assigners and triggers).
+    """
+
+    def __new__(cls, assigner: WindowAssigner, **kwargs: Any) -> "WindowOperator[V]":
+        if cls is WindowOperator:
+            cls = _engine_for(assigner, kwargs.get("trigger"))
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        assigner: WindowAssigner,
+        *,
+        trigger: Optional[Trigger] = None,
+        allowed_lateness_ms: int = 0,
+        aggregate: Optional[AggregateFunction[V, Any, Any]] = None,
+        process: Optional[ProcessWindowFunction] = None,
+        clock: Optional[Clock] = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(assigner, WindowAssigner):
+            raise TypeError(f"assigner must be a WindowAssigner, got {assigner!r}")
+        if type(allowed_lateness_ms) is not int or allowed_lateness_ms < 0:
+            raise ValueError(f"allowed_lateness_ms must be an int >= 0, got {allowed_lateness_ms!r}")
+        if aggregate is None and process is None:
+            raise ValueError("give a window function: aggregate=, process= or both")
+        trigger = default_trigger(assigner) if trigger is None else trigger
+        if assigner.is_merging:
+            if not trigger.can_merge():
+                raise ValueError(f"{trigger!r} cannot be used with merging windows ({assigner!r})")
+            if aggregate is not None and getattr(aggregate, "merge", None) is None:
+                raise ValueError(f"merging windows ({assigner!r}) need an aggregate with merge")
+        if not assigner.is_event_time and clock is None:
+            raise ValueError(f"processing-time windows ({assigner!r}) need a clock")
+        self.assigner = assigner
+        self.trigger = trigger
+        self.allowed_lateness_ms = allowed_lateness_ms
+        self.aggregate = aggregate
+        self.process = process
+        self.clock = clock
+        contents = Aggregate.collect() if aggregate is None else aggregate
+        self._create = contents.create
+        self._add = contents.add
+        self._merge = contents.merge
+        self._result = contents.result
+
+    def _emit(self, key: str, start: int, end: int, acc: Any, late: bool, wm: int) -> None:
+        """Evaluate a window's contents and emit its result(s) on `down`."""
+        process = self.process
+        if process is None:
+            result = WindowResult(key, start, end, self._result(acc), late, wm)
+            self.emitted.append(("down", (key, result)))
+            return
+        elements = list(acc) if self.aggregate is None else [self._result(acc)]
+        append = self.emitted.append
+        for value in process(key, Window(start, end), elements, wm):
+            append(("down", (key, WindowResult(key, start, end, value, late, wm))))
+
+    def _tagged(self, state: Any) -> tuple[str, Any]:
+        return (type(self).__name__, state)
+
+    def _untagged(self, snapshot: tuple[str, Any]) -> Any:
+        engine, state = snapshot
+        if engine != type(self).__name__:
+            raise ValueError(
+                f"snapshot was taken by {engine}, cannot restore into {type(self).__name__}: "
+                "the window assigner or trigger changed"
+            )
+        return state
+
+
+def _engine_for(assigner: WindowAssigner, trigger: Optional[Trigger]) -> type[WindowOperator[Any]]:
+    default = trigger is None or type(trigger) is EventTimeTrigger
+    if default and assigner.is_event_time and type(assigner).assign is FixedSizeWindows.assign:
+        assert isinstance(assigner, FixedSizeWindows)
+        return _TumblingWindows if assigner.slide_ms == assigner.size_ms else _SlidingWindows
+    if (
+        default
+        and assigner.is_event_time
+        and type(assigner).assign is SessionWindows.assign
+        and type(assigner).merge_windows is WindowAssigner.merge_windows
+    ):
+        return _EventTimeSessions
+    return _GeneralWindows
+
+
+class _FixedWindows(WindowOperator[V]):
+    """Fixed-size event-time windows with the event-time trigger.
+
+    State: `(key, window_start) -> accumulator`. Each window is scheduled once,
+    when created: in `_fire` at its max timestamp (which also frees it when
+    there is no allowed lateness) and in `_cleanup` at its cleanup time.
+    """
+
+    assigner: FixedSizeWindows
+
+    def __init__(self, assigner: FixedSizeWindows, **kwargs: Any) -> None:
+        super().__init__(assigner, **kwargs)
+        self._size = assigner.size_ms
+        self._slide = assigner.slide_ms
+        self._offset = assigner.offset_ms
+        self._accs: dict[tuple[str, int], Any] = {}
+        self._fire = _TimerIndex()
+        self._cleanup = _TimerIndex()
+
+    def _open(self, k: tuple[str, int], max_ts: int, wm: int) -> None:
+        """Schedule a new window's firing and cleanup."""
+        lateness = self.allowed_lateness_ms
+        if max_ts > wm:
+            self._fire.add(max_ts, k)
+            if lateness:
+                self._cleanup.add(max_ts + lateness, k)
+        else:
+            self._cleanup.add(max_ts + lateness, k)
+
+    def on_watermark(self, wm: int) -> None:
+        self.watermark = wm
+        fire = self._fire
+        if fire.times and fire.times[0] <= wm:
+            accs = self._accs
+            size = self._size
+            keep = self.allowed_lateness_ms > 0
+            while (due := fire.pop_due(wm)) is not None:
+                for k in due[1]:
+                    acc = accs[k] if keep else accs.pop(k)
+                    self._emit(k[0], k[1], k[1] + size, acc, False, wm)
+        cleanup = self._cleanup
+        if cleanup.times and cleanup.times[0] <= wm:
+            accs = self._accs
+            while (due := cleanup.pop_due(wm)) is not None:
+                for k in due[1]:
+                    del accs[k]
+
+    def snapshot(self) -> Any:
+        return self._tagged((self._accs, self._fire, self._cleanup))
+
+    def restore(self, state: Any) -> None:
+        self._accs, self._fire, self._cleanup = self._untagged(state)
+
+    def state_size(self) -> int:
+        return len(self._accs)
+
+
+class _TumblingWindows(_FixedWindows[V]):
+    """`_FixedWindows` for one window per element."""
+
+    def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
+        start = ts - (ts - self._offset) % self._size
+        max_ts = start + self._size - 1
+        wm = self.watermark
+        if max_ts + self.allowed_lateness_ms <= wm:
+            self.emitted.append(("late", (key, value)))
+            return
+        k = (key, start)
+        accs = self._accs
+        acc = accs.get(k, _MISSING)
+        if acc is _MISSING:
+            acc = self._create()
+            self._open(k, max_ts, wm)
+        acc = accs[k] = self._add(acc, value)
+        if max_ts <= wm:
+            self._emit(key, start, start + self._size, acc, True, wm)
+
+
+class _SlidingWindows(_FixedWindows[V]):
+    """`_FixedWindows` for overlapping windows."""
+
+    def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
+        size = self._size
+        wm = self.watermark
+        horizon = wm - self.allowed_lateness_ms - size + 1
+        accs = self._accs
+        add = self._add
+        last = ts - (ts - self._offset) % self._slide
+        if last <= ts - size:  # in the gap between windows (slide > size)
+            if ts + self.allowed_lateness_ms <= wm:
+                self.emitted.append(("late", (key, value)))
+            return
+        skipped = True
+        for start in range(last, ts - size, -self._slide):
+            if start <= horizon:
+                break  # this window and all earlier ones are late
+            skipped = False
+            k = (key, start)
+            acc = accs.get(k, _MISSING)
+            max_ts = start + size - 1
+            if acc is _MISSING:
+                acc = self._create()
+                self._open(k, max_ts, wm)
+            acc = accs[k] = add(acc, value)
+            if max_ts <= wm:
+                self._emit(key, start, start + size, acc, True, wm)
+        if skipped:
+            self.emitted.append(("late", (key, value)))
+
+
+class _Session:
+    """One open session of a key."""
+
+    __slots__ = ("start", "end", "acc")
+
+    def __init__(self, start: int, end: int, acc: Any) -> None:
+        self.start = start
+        self.end = end
+        self.acc = acc
+
+    def __getstate__(self) -> tuple[int, int, Any]:
+        return (self.start, self.end, self.acc)
+
+    def __setstate__(self, state: tuple[int, int, Any]) -> None:
+        self.start, self.end, self.acc = state
+
+
+class _EventTimeSessions(WindowOperator[V]):
+    """Event-time sessions with the event-time trigger.
+
+    State per key: its sessions, sorted by start and pairwise apart. A
+    session's next action is its firing at `end - 1` while the watermark is
+    below that, then its cleanup `allowed_lateness` later. Each key is
+    scheduled once, at the earliest next action of its sessions (`_due`);
+    extending a session does not touch the schedule: when a key comes due its
+    sessions are checked and the key rescheduled. The firing of a session
+    happens when a key is processed at exactly its max timestamp.
+    """
+
+    assigner: SessionWindows
+
+    def __init__(self, assigner: SessionWindows, **kwargs: Any) -> None:
+        super().__init__(assigner, **kwargs)
+        self._gap_ms = assigner.gap_ms
+        self._sessions: dict[str, list[_Session]] = {}
+        self._due: dict[str, int] = {}
+        self._timers = _TimerIndex()
+        self._count = 0
+
+    def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
+        gap = self._gap_ms
+        if gap is None:
+            try:
+                gap = self.assigner.gap(value)
+            except InvalidElement as ex:
+                self.emitted.append(("invalid", (key, value, str(ex))))
+                return
+        end = ts + gap
+        wm = self.watermark
+        sessions = self._sessions.get(key)
+        if sessions is not None and len(sessions) == 1:
+            s = sessions[0]
+            if s.start <= end and ts <= s.end:
+                if ts < s.start:
+                    s.start = ts
+                if end > s.end:
+                    s.end = end
+                s.acc = self._add(s.acc, value)
+                self._touched(key, s, wm)
+                return
+        if sessions is None:
+            if end - 1 + self.allowed_lateness_ms <= wm:
+                self.emitted.append(("late", (key, value)))
+                return
+            s = _Session(ts, end, self._add(self._create(), value))
+            self._sessions[key] = [s]
+            self._count += 1
+            self._touched(key, s, wm)
+            return
+        self._insert(key, sessions, ts, end, value, wm)
+
+    def _insert(self, key: str, sessions: list[_Session], start: int, end: int, value: V, wm: int) -> None:
+        """Add `[start, end)` to a key's sessions, merging those it touches."""
+        hits = [s for s in sessions if s.start <= end and start <= s.end]
+        if not hits:
+            if end - 1 + self.allowed_lateness_ms <= wm:
+                self.emitted.append(("late", (key, value)))
+                return
+            s = _Session(start, end, self._add(self._create(), value))
+            sessions.append(s)
+            sessions.sort(key=_session_start)
+            self._count += 1
+        else:
+            s = hits[0]
+            merge = self._merge
+            for other in hits[1:]:
+                s.acc = merge(s.acc, other.acc)
+                s.end = other.end
+                sessions.remove(other)
+            self._count -= len(hits) - 1
+            s.start = min(s.start, start)
+            s.end = max(s.end, end)
+            s.acc = self._add(s.acc, value)
+        self._touched(key, s, wm)
+
+    def _touched(self, key: str, s: _Session, wm: int) -> None:
+        """After an element: fire a session the watermark has passed, and make
+        sure the key is scheduled no later than the session's next action."""
+        max_ts = s.end - 1
+        if max_ts > wm:
+            action = max_ts
+        else:
+            self._emit(key, s.start, s.end, s.acc, True, wm)
+            action = max_ts + self.allowed_lateness_ms
+        due = self._due.get(key)
+        if due is None or action < due:
+            self._due[key] = action
+            self._timers.add(action, key)
+
+    def on_watermark(self, wm: int) -> None:
+        self.watermark = wm
+        timers = self._timers
+        if not timers.times or timers.times[0] > wm:
+            return
+        due_of = self._due
+        while (due := timers.pop_due(wm)) is not None:
+            t, keys = due
+            for key in keys:
+                if due_of.get(key) == t:
+                    self._process_key(key, t, wm)
+
+    def _process_key(self, key: str, t: int, wm: int) -> None:
+        """Fire the key's sessions ending at `t`, free those whose cleanup
+        time has come, reschedule the key at its next action."""
+        lateness = self.allowed_lateness_ms
+        sessions = self._sessions[key]
+        kept: list[_Session] = []
+        nxt: Optional[int] = None
+        for s in sessions:
+            max_ts = s.end - 1
+            if max_ts == t:
+                self._emit(key, s.start, s.end, s.acc, False, wm)
+            if max_ts + lateness <= t:
+                continue
+            kept.append(s)
+            action = max_ts if max_ts > t else max_ts + lateness
+            if nxt is None or action < nxt:
+                nxt = action
+        self._count -= len(sessions) - len(kept)
+        if nxt is None:
+            del self._sessions[key]
+            del self._due[key]
+            return
+        sessions[:] = kept
+        self._due[key] = nxt
+        self._timers.add(nxt, key)
+
+    def snapshot(self) -> Any:
+        return self._tagged((self._sessions, self._due, self._timers, self._count))
+
+    def restore(self, state: Any) -> None:
+        self._sessions, self._due, self._timers, self._count = self._untagged(state)
+
+    def state_size(self) -> int:
+        return self._count
+
+
+def _session_start(s: _Session) -> int:
+    return s.start
+
+
+class _Slot:
+    """A window of a key: its contents (accumulator, or `_MISSING` when empty
+    or purged) and its trigger's state."""
+
+    __slots__ = ("contents", "tstate")
+
+    def __init__(self, contents: Any = _MISSING, tstate: Any = None) -> None:
+        self.contents = contents
+        self.tstate = tstate
+
+    def __getstate__(self) -> tuple[Any, Any]:
+        return (self.contents, self.tstate)
+
+    def __setstate__(self, state: tuple[Any, Any]) -> None:
+        self.contents, self.tstate = state
+
+
+class _Context:
+    """The `TriggerContext` of the general engine, rebound to the current
+    (key, window) before each trigger call, as Flink reuses its context."""
+
+    __slots__ = ("op", "key", "window", "slot", "merged_states")
+
+    def __init__(self, op: "_GeneralWindows[Any]") -> None:
+        self.op = op
+        self.key = ""
+        self.window = Window(0, 0)
+        self.slot = _Slot()
+        self.merged_states: list[Any] = []
+
+    def bind(self, key: str, window: Window, slot: _Slot) -> "_Context":
+        self.key = key
+        self.window = window
+        self.slot = slot
+        return self
+
+    @property
+    def state(self) -> Any:
+        return self.slot.tstate
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self.slot.tstate = value
+
+    @property
+    def current_watermark(self) -> int:
+        return self.op.watermark
+
+    @property
+    def current_processing_time(self) -> int:
+        clock = self.op.clock
+        if clock is None:
+            raise RuntimeError("this window operator has no clock: processing time is unavailable")
+        return clock()
+
+    def register_event_time_timer(self, time: int) -> None:
+        self.op._event.add(time, (self.key, self.window))
+
+    def delete_event_time_timer(self, time: int) -> None:
+        self.op._delete_timer(self.op._event, True, time, self.key, self.window)
+
+    def register_processing_time_timer(self, time: int) -> None:
+        self.op._proc.add(time, (self.key, self.window))
+
+    def delete_processing_time_timer(self, time: int) -> None:
+        self.op._delete_timer(self.op._proc, False, time, self.key, self.window)
+
+
+class _GeneralWindows(WindowOperator[V]):
+    """Any assigner with any trigger: Flink's `WindowOperator` step by step.
+
+    State: `key -> {window: _Slot}` (for merging assigners, the key's active
+    windows), event-time and processing-time timers keyed by (key, window).
+    Cleanup timers share the timer index with trigger timers, so a trigger
+    timer at the cleanup time is one timer, as in Flink.
+    """
+
+    def __init__(self, assigner: WindowAssigner, **kwargs: Any) -> None:
+        super().__init__(assigner, **kwargs)
+        self._slots: dict[str, dict[Window, _Slot]] = {}
+        self._event = _TimerIndex()
+        self._proc = _TimerIndex()
+        self._ctx = _Context(self)
+        self._count = 0
+
+    def _cleanup_time(self, window: Window) -> Optional[int]:
+        """When a window's state is freed, or None for never."""
+        if self.assigner.is_event_time:
+            time = window.max_timestamp + self.allowed_lateness_ms
+        else:
+            time = window.max_timestamp
+        return time if time < MAX_WATERMARK else None
+
+    def _is_late(self, window: Window) -> bool:
+        if not self.assigner.is_event_time:
+            return False
+        cleanup = self._cleanup_time(window)
+        return cleanup is not None and cleanup <= self.watermark
+
+    def _cleanup_index(self) -> _TimerIndex:
+        return self._event if self.assigner.is_event_time else self._proc
+
+    def _delete_timer(self, index: _TimerIndex, event_time: bool, time: int, key: str, window: Window) -> None:
+        """A trigger's timer deletion; the window's cleanup timer stays."""
+        if event_time == self.assigner.is_event_time and time == self._cleanup_time(window):
+            return
+        index.remove(time, (key, window))
+
+    def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
+        now = 0 if self.clock is None else self.clock()
+        try:
+            windows = self.assigner.assign(ts, value, now)
+        except InvalidElement as ex:
+            self.emitted.append(("invalid", (key, value, str(ex))))
+            return
+        if not windows:
+            self._late_if_behind(key, ts, value)
+            return
+        slots = self._slots.get(key)
+        if slots is None:
+            slots = {}
+        merging = self.assigner.is_merging
+        trigger = self.trigger
+        ctx = self._ctx
+        skipped = True
+        for window in windows:
+            if merging:
+                window = self._add_merging_window(key, slots, window)
+                if self._is_late(window):
+                    del slots[window]
+                    self._count -= 1
+                    continue
+                slot = slots[window]
+            else:
+                if self._is_late(window):
+                    continue
+                slot = slots.get(window)
+                if slot is None:
+                    slot = slots[window] = _Slot()
+                    self._count += 1
+            skipped = False
+            contents = self._create() if slot.contents is _MISSING else slot.contents
+            slot.contents = self._add(contents, value)
+            result = trigger.on_element(value, ts, window, ctx.bind(key, window, slot))
+            late = self.assigner.is_event_time and window.max_timestamp <= self.watermark
+            self._apply(result, key, window, slot, late)
+            cleanup = self._cleanup_time(window)
+            if cleanup is not None:
+                self._cleanup_index().add(cleanup, (key, window))
+        if slots:
+            self._slots[key] = slots
+        else:
+            self._slots.pop(key, None)
+        if skipped:
+            self.emitted.append(("late", (key, value)))
+
+    def _late_if_behind(self, key: str, ts: int, value: V) -> None:
+        """An element in no window is late if its own timestamp is (Flink)."""
+        if self.assigner.is_event_time and ts + self.allowed_lateness_ms <= self.watermark:
+            self.emitted.append(("late", (key, value)))
+
+    def _add_merging_window(self, key: str, slots: dict[Window, _Slot], new: Window) -> Window:
+        """Add `new` to the key's active windows, merging those it intersects
+        (Flink's `MergingWindowSet.addWindow`); returns the window the element
+        belongs to."""
+        result_window = new
+        absorbed = False
+        for merged, members in self.assigner.merge_windows([*slots, new]):
+            members = list(members)
+            if new in members:
+                members.remove(new)
+                absorbed = True
+                result_window = merged
+            if members == [merged]:
+                continue  # the new window lies inside an existing one
+            self._merge_slots(key, slots, merged, members)
+        if not absorbed:
+            slots[new] = _Slot()
+            self._count += 1
+        return result_window
+
+    def _merge_slots(self, key: str, slots: dict[Window, _Slot], merged: Window, members: list[Window]) -> None:
+        """Replace `members` by `merged`: merge contents and trigger state,
+        clear the members' triggers and cleanup timers."""
+        old = [slots.pop(m) for m in members]
+        contents = [s.contents for s in old if s.contents is not _MISSING]
+        acc = _MISSING
+        if contents:
+            acc = contents[0]
+            for other in contents[1:]:
+                acc = self._merge(acc, other)
+        target = slots[merged] = _Slot(acc)
+        self._count += 1 - len(old)
+        ctx = self._ctx.bind(key, merged, target)
+        ctx.merged_states = [s.tstate for s in old]
+        self.trigger.on_merge(merged, ctx)
+        ctx.merged_states = []
+        index = self._cleanup_index()
+        for window, slot in zip(members, old):
+            self.trigger.clear(window, ctx.bind(key, window, slot))
+            cleanup = self._cleanup_time(window)
+            if cleanup is not None:
+                index.remove(cleanup, (key, window))
+
+    def _apply(self, result: TriggerResult, key: str, window: Window, slot: _Slot, late: bool) -> None:
+        if result.is_fire and slot.contents is not _MISSING:
+            self._emit(key, window.start, window.end, slot.contents, late, self.watermark)
+        if result.is_purge:
+            slot.contents = _MISSING
+
+    def on_watermark(self, wm: int) -> None:
+        self.watermark = wm
+        timers = self._event
+        if not timers.times or timers.times[0] > wm:
+            return
+        while (due := timers.pop_due(wm)) is not None:
+            t, entries = due
+            for key, window in entries:
+                self._on_timer(key, window, t, True)
+
+    def on_processing_time(self, now_ms: int) -> None:
+        while (due := self._proc.pop_due(now_ms)) is not None:
+            t, entries = due
+            for key, window in entries:
+                self._on_timer(key, window, t, False)
+
+    def next_processing_time(self) -> Optional[int]:
+        return self._proc.next_time()
+
+    def _on_timer(self, key: str, window: Window, t: int, event_time: bool) -> None:
+        slots = self._slots.get(key)
+        slot = None if slots is None else slots.get(window)
+        if slot is None:
+            return  # a timer a trigger did not delete, for a window now gone
+        ctx = self._ctx.bind(key, window, slot)
+        if event_time:
+            result = self.trigger.on_event_time(t, window, ctx)
+            late = self.assigner.is_event_time and window.max_timestamp < t
+        else:
+            result = self.trigger.on_processing_time(t, window, ctx)
+            late = self.assigner.is_event_time and window.max_timestamp <= self.watermark
+        self._apply(result, key, window, slot, late)
+        if event_time == self.assigner.is_event_time and t == self._cleanup_time(window):
+            del slots[window]  # type: ignore[union-attr]
+            if not slots:
+                del self._slots[key]
+            self._count -= 1
+            self.trigger.clear(window, ctx)
+
+    def snapshot(self) -> Any:
+        return self._tagged((self._slots, self._event, self._proc, self._count))
+
+    def restore(self, state: Any) -> None:
+        self._slots, self._event, self._proc, self._count = self._untagged(state)
+
+    def state_size(self) -> int:
+        return self._count
