@@ -114,3 +114,30 @@ def still_needed(
         if now <= keep_until:
             kept += 1
     return kept
+
+
+def window_join_pairs(
+    events: list[Event], watermarks: list[int], size: int, slide: int, offset: int = 0
+) -> tuple[Counter[tuple[str, int, Any, Any]], list[tuple[str, tuple[int, Any]]]]:
+    """Fixed-size event-time window join without allowed lateness (`slide <=
+    size`): windows `[s, s + size)` start at every `s = offset (mod slide)`;
+    an element joins the windows containing it that the watermark has not
+    reached (`s + size − 1 > watermark`) and is late when there are none.
+    Returns every `(key, window start, left, right)` sharing a window, and the
+    late elements as `(key, (side, element))`."""
+    contents: dict[tuple[str, int], tuple[list[Any], list[Any]]] = {}
+    late = []
+    for (side, key, ts, value), wm in zip(events, watermarks):
+        starts = [s for s in range(ts - size + 1, ts + 1) if (s - offset) % slide == 0]
+        open_starts = [s for s in starts if s + size - 1 > wm]
+        if not open_starts:
+            late.append((key, (side, value)))
+        for s in open_starts:
+            contents.setdefault((key, s), ([], []))[side].append(value)
+    pairs: Counter[tuple[str, int, Any, Any]] = Counter(
+        (key, s, left, right)
+        for (key, s), (lefts, rights) in contents.items()
+        for left in lefts
+        for right in rights
+    )
+    return pairs, late
