@@ -221,10 +221,11 @@ _clients: dict[str, SchemaRegistryClient] = {}
 def registry_client(url: str) -> SchemaRegistryClient:
     """The process's registry client for `url`, shared so that its schema
     cache is too. `mock://<scope>` gives the in-memory mock, one per scope
-    (plain `SchemaRegistryClient(...)` does not: it only speaks HTTP)."""
+    (plain `SchemaRegistryClient(...)` does not: it only speaks HTTP). The
+    client's own retries are off: `Retry` is the one backoff policy."""
     client = _clients.get(url)
     if client is None:
-        client = _clients[url] = SchemaRegistryClient.new_client({"url": url})
+        client = _clients[url] = SchemaRegistryClient.new_client({"url": url, "max.retries": 0})
     return client
 
 

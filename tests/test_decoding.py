@@ -65,8 +65,11 @@ def test_json_event_decodes_with_its_partition_channel() -> None:
         (json_bytes({**BASE, "user_id": 7}), "EventError", "must be a string"),
         (json_bytes({**BASE, "amount": "ten"}), "EventError", "finite number"),
         (json_bytes({**BASE, "schema_version": 9}), "UnsupportedSchemaVersionError", "not supported"),
+        (b"[" * 100_000, "InvalidJsonError", "recursion"),
+        (b"9" * 5000, "InvalidJsonError", "digits"),
     ],
-    ids=["null", "oversize", "utf8", "truncated-json", "nan", "array", "missing-field", "type", "amount", "future-version"],
+    ids=["null", "oversize", "utf8", "truncated-json", "nan", "array", "missing-field", "type", "amount",
+         "future-version", "deep-nesting", "huge-int"],
 )
 def test_bad_json_becomes_a_dead_letter(value, error_class, reason) -> None:
     reasons: list[str] = []
