@@ -189,10 +189,12 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         known = clocks.channels
         on_element = core.on_element
         seen = set()
+        events = 0
         for item in values:
             kind = item[0]
             if kind == _EVENT:
                 _, channel, wm, key, ts, value, side = item
+                events += 1
                 seen.add(channel)
                 if channel not in known or wm > known[channel]:
                     self._advance(clocks.update(channel, wm, now))
@@ -206,9 +208,9 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         self._advance(clocks.on_processing_time(now))
         self._processing_time(now)
         out = self._drain()
-        events = max(1, len(values))
-        self.events_in.inc(events)
-        self.per_event_seconds.observe((time.perf_counter() - started) / events)
+        if events:
+            self.events_in.inc(events)
+            self.per_event_seconds.observe((time.perf_counter() - started) / events)
         if core.watermark > MIN_WATERMARK:
             self.watermark_lag.set((now - min(core.watermark, now)) / 1000)
         return out, False

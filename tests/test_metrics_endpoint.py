@@ -181,10 +181,6 @@ def test_dead_letters_by_reason_match_the_dead_letter_output(in_process: dict[st
     assert counted == written
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "operators/keyed.py counts every item of a shard batch, including watermark "
-    "announcements, as an event in stream_events_in (reported to the lead)"
-))
 def test_events_in_counts_the_events(in_process: dict[str, Any]) -> None:
     counted = value(in_process["after"], "stream_events_in_total", step=STEP) - value(
         in_process["before"], "stream_events_in_total", step=STEP)
