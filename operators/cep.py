@@ -1,0 +1,220 @@
+"""The CEP operator core: Flink's `CepOperator` as an `EventTimeLogic`.
+
+Plain Python, no Bytewax (the wiring is `operators/pattern_matching.py`).
+
+Event time (default). An element with a timestamp at or below the current
+watermark is late and goes to the `late` port as `(key, element)`. Others are
+buffered; when the watermark advances, buffered elements with timestamps at or
+below it are fed to their key's NFA in timestamp order, ties in arrival order,
+and then every key whose oldest partial match has reached `within` is advanced
+to the watermark, timing out partial matches (Flink's `onEventTime`). At
+`MAX_WATERMARK` everything buffered is matched, every partial match with a
+window times out, and matches held back by a skip strategy are emitted.
+
+Processing time (`processing_time=True`). Elements are matched on arrival
+with the injected clock's time as their timestamp; `within` counts
+processing time and timers time out partial matches.
+
+Ports: `down` carries `(key, match)` (or `(key, select(key, match))`),
+`timed_out` carries `(key, partial match)` (or `(key,
+select_timed_out(key, partial, timeout_ts))`), `late` carries `(key,
+element)`, and `errors` carries `(key, element or match, message)` when a
+user condition or select function raises, so one bad element never stops the
+stream (the NFA state is left as it was before that element).
+"""
+
+from __future__ import annotations
+
+from heapq import heappop, heappush
+from typing import Any, Callable, Hashable, Optional
+
+from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
+from operators.nfa import NFA, KeyState, Match, compile_pattern, export_states, import_states
+from operators.patterns import Pattern
+
+PORTS = ("down", "late", "timed_out", "errors")
+
+Select = Callable[[str, Match], Any]
+SelectTimedOut = Callable[[str, Match, int], Any]
+
+
+class CepOperator(EventTimeLogic[Any]):
+    """Matches `pattern` per key; one instance holds all keys of one shard."""
+
+    def __init__(
+        self,
+        pattern: Pattern,
+        *,
+        select: Optional[Select] = None,
+        select_timed_out: Optional[SelectTimedOut] = None,
+        processing_time: bool = False,
+        clock: Optional[Clock] = None,
+    ) -> None:
+        super().__init__()
+        if processing_time and clock is None:
+            raise ValueError("processing-time CEP needs a clock")
+        self.nfa = NFA(compile_pattern(pattern))
+        self.select = select
+        self.select_timed_out = select_timed_out
+        self.processing_time = processing_time
+        self.clock = clock
+        self.states: dict[Hashable, KeyState] = {}
+        self.buffer: list[tuple[int, int, str, Any]] = []
+        self.timers: list[tuple[int, str]] = []
+        self.arrivals = 0
+        self.seq = 0
+
+    # ---- EventTimeLogic ---------------------------------------------------------
+
+    def on_element(self, key: str, ts: int, value: Any, side: int = 0) -> None:
+        if self.processing_time:
+            assert self.clock is not None
+            now = self.clock()
+            self._advance_due(now)
+            self._match(key, value, now)
+        elif ts <= self.watermark:
+            self.emitted.append(("late", (key, value)))
+        else:
+            heappush(self.buffer, (ts, self.arrivals, key, value))
+            self.arrivals += 1
+
+    def on_watermark(self, wm: int) -> None:
+        self.watermark = wm
+        if self.processing_time:
+            return
+        buffer = self.buffer
+        match = self._match
+        while buffer and buffer[0][0] <= wm:
+            ts, _, key, value = heappop(buffer)
+            match(key, value, ts)
+        if wm == MAX_WATERMARK:
+            self._finish(wm)
+        else:
+            self._advance_due(wm)
+
+    def on_processing_time(self, now_ms: int) -> None:
+        if self.processing_time:
+            self._advance_due(now_ms)
+
+    def next_processing_time(self) -> Optional[int]:
+        if not self.processing_time:
+            return None
+        timers = self.timers
+        while timers and not self._due(timers[0][1], timers[0][0]):
+            heappop(timers)
+        return timers[0][0] if timers else None
+
+    def snapshot(self) -> Any:
+        return {
+            "signature": self.nfa.compiled.signature,
+            "watermark": self.watermark,
+            "buffer": list(self.buffer),
+            "timers": list(self.timers),
+            "arrivals": self.arrivals,
+            "seq": self.seq,
+            "states": export_states(self.states),
+        }
+
+    def restore(self, state: Any) -> None:
+        if state["signature"] != self.nfa.compiled.signature:
+            raise ValueError(
+                "CEP state was written for a different pattern sequence; "
+                f"saved {state['signature']!r}, now {self.nfa.compiled.signature!r}"
+            )
+        self.watermark = state["watermark"]
+        self.buffer = list(state["buffer"])
+        self.timers = list(state["timers"])
+        self.arrivals = state["arrivals"]
+        self.seq = state["seq"]
+        self.states = import_states(state["states"])
+
+    def state_size(self) -> int:
+        return len(self.buffer) + sum(st.size() for st in self.states.values())
+
+    # ---- matching ----------------------------------------------------------------
+
+    def _match(self, key: str, value: Any, ts: int) -> None:
+        """Feed one element to its key's NFA and emit what it produced."""
+        nfa = self.nfa
+        states = self.states
+        seq = self.seq
+        self.seq = seq + 1
+        st = states.get(key)
+        try:
+            new = nfa.process(st, value, ts, seq)
+        except Exception as exc:  # a user condition failed on this element
+            if st is not None and not st.size():
+                del states[key]
+            self.emitted.append(("errors", (key, value, f"condition raised {exc!r}")))
+            self._emit(key)
+            return
+        if new is None:
+            if st is not None:
+                del states[key]
+        elif new is not st:
+            states[key] = new
+        if nfa.started and nfa.window is not None:
+            heappush(self.timers, (ts + nfa.window, key))
+        if nfa.matches or nfa.timed_out:
+            self._emit(key)
+
+    def _advance_due(self, now: int) -> None:
+        """Advance every key whose oldest partial match is due at `now`."""
+        timers = self.timers
+        while timers and timers[0][0] <= now:
+            _, key = heappop(timers)
+            st = self.states.get(key)
+            if st is not None and self._due(key, now):
+                self._advance(key, st, now)
+
+    def _due(self, key: str, now: int) -> bool:
+        st = self.states.get(key)
+        window = self.nfa.window
+        return bool(st is not None and st.partials and window is not None and now - st.partials[0][3] >= window)
+
+    def _advance(self, key: str, st: KeyState, now: int) -> None:
+        new = self.nfa.advance_time(st, now, 2 * self.seq)
+        if new is None:
+            del self.states[key]
+        self._emit(key)
+
+    def _finish(self, wm: int) -> None:
+        """End of input: time out what has a window, flush held matches."""
+        nfa = self.nfa
+        for key in list(self.states):
+            st: Optional[KeyState] = self.states[key]
+            assert st is not None
+            if nfa.window is not None:
+                st = nfa.advance_time(st, wm, 2 * self.seq)
+            if st is not None:
+                st = nfa.flush(st)
+            if st is None:
+                del self.states[key]
+            self._emit(key)
+        self.timers.clear()
+
+    def _emit(self, key: str) -> None:
+        nfa = self.nfa
+        emitted = self.emitted
+        if nfa.matches:
+            select = self.select
+            for m in nfa.matches:
+                if select is None:
+                    emitted.append(("down", (key, m)))
+                    continue
+                try:
+                    emitted.append(("down", (key, select(key, m))))
+                except Exception as exc:
+                    emitted.append(("errors", (key, m, f"select raised {exc!r}")))
+            nfa.matches.clear()
+        if nfa.timed_out:
+            select_timed_out = self.select_timed_out
+            for partial, timeout_ts in nfa.timed_out:
+                if select_timed_out is None:
+                    emitted.append(("timed_out", (key, partial)))
+                    continue
+                try:
+                    emitted.append(("timed_out", (key, select_timed_out(key, partial, timeout_ts))))
+                except Exception as exc:
+                    emitted.append(("errors", (key, partial, f"select_timed_out raised {exc!r}")))
+            nfa.timed_out.clear()
