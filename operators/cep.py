@@ -26,7 +26,7 @@ stream (the NFA state is left as it was before that element).
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import Any, Callable, Hashable, Optional
+from typing import Any, Callable, Hashable, Iterable, Iterator, Optional
 
 from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
 from operators.nfa import NFA, KeyState, Match, compile_pattern, export_states, import_states
@@ -71,7 +71,7 @@ class CepOperator(EventTimeLogic[Any]):
             assert self.clock is not None
             now = self.clock()
             self._advance_due(now)
-            self._match(key, value, now)
+            self._feed(((now, 0, key, value),))
         elif ts <= self.watermark:
             self.emitted.append(("late", (key, value)))
         else:
@@ -83,13 +83,11 @@ class CepOperator(EventTimeLogic[Any]):
         if self.processing_time:
             return
         buffer = self.buffer
-        match = self._match
-        while buffer and buffer[0][0] <= wm:
-            ts, _, key, value = heappop(buffer)
-            match(key, value, ts)
+        if buffer and buffer[0][0] <= wm:
+            self._feed(_pop_until(buffer, wm))
         if wm == MAX_WATERMARK:
             self._finish(wm)
-        else:
+        elif self.timers and self.timers[0][0] <= wm:
             self._advance_due(wm)
 
     def on_processing_time(self, now_ms: int) -> None:
@@ -133,30 +131,35 @@ class CepOperator(EventTimeLogic[Any]):
 
     # ---- matching ----------------------------------------------------------------
 
-    def _match(self, key: str, value: Any, ts: int) -> None:
-        """Feed one element to its key's NFA and emit what it produced."""
+    def _feed(self, elements: Iterable[tuple[int, int, str, Any]]) -> None:
+        """Feed `(ts, arrival, key, element)` in order to their keys' NFAs and
+        emit what they produced. The per-element hot path of the operator."""
         nfa = self.nfa
+        process = nfa.process
         states = self.states
+        timers = self.timers
+        window = nfa.window
         seq = self.seq
-        self.seq = seq + 1
-        st = states.get(key)
-        try:
-            new = nfa.process(st, value, ts, seq)
-        except Exception as exc:  # a user condition failed on this element
-            if st is not None and not st.size():
-                del states[key]
-            self.emitted.append(("errors", (key, value, f"condition raised {exc!r}")))
-            self._emit(key)
-            return
-        if new is None:
-            if st is not None:
-                del states[key]
-        elif new is not st:
-            states[key] = new
-        if nfa.started and nfa.window is not None:
-            heappush(self.timers, (ts + nfa.window, key))
-        if nfa.matches or nfa.timed_out:
-            self._emit(key)
+        for ts, _, key, value in elements:
+            st = states.get(key)
+            try:
+                new = process(st, value, ts, seq)
+            except Exception as exc:  # a user condition failed on this element
+                if st is not None and not st.size():
+                    del states[key]
+                self.emitted.append(("errors", (key, value, f"condition raised {exc!r}")))
+                new = states.get(key)
+            seq += 1
+            if new is not st:
+                if new is None:
+                    del states[key]
+                else:
+                    states[key] = new
+            if nfa.started and window is not None:
+                heappush(timers, (ts + window, key))
+            if nfa.matches or nfa.timed_out:
+                self._emit(key)
+        self.seq = seq
 
     def _advance_due(self, now: int) -> None:
         """Advance every key whose oldest partial match is due at `now`."""
@@ -218,3 +221,9 @@ class CepOperator(EventTimeLogic[Any]):
                 except Exception as exc:
                     emitted.append(("errors", (key, partial, f"select_timed_out raised {exc!r}")))
             nfa.timed_out.clear()
+
+
+def _pop_until(buffer: list[tuple[int, int, str, Any]], wm: int) -> Iterator[tuple[int, int, str, Any]]:
+    """Buffered elements with timestamps at or below `wm`, in (ts, arrival) order."""
+    while buffer and buffer[0][0] <= wm:
+        yield heappop(buffer)

@@ -368,6 +368,11 @@ class NFA:
 
     def process(self, st: Optional[KeyState], event: Any, ts: int, seq: int) -> Optional[KeyState]:
         """Feed one event of the key (timestamp `ts`, processing order `seq`)."""
+        simple = self._simple_start
+        hit = simple is not None and simple(event)
+        if st is None and simple is not None and not hit:
+            self.started = False  # the common case: nothing pending, nothing starts
+            return None
         window = self.window
         if st is not None and window is not None and st.partials and ts - st.partials[0][3] >= window:
             st = self.advance_time(st, ts, 2 * seq)
@@ -413,13 +418,10 @@ class NFA:
                 if fresh or guard_on != p[6]:
                     p = (tid, count, node, sts, sseq, False, guard_on)
                 new.append(p)
-        self.started = False
-        simple = self._simple_start
-        if simple is not None:
-            if simple(event):
-                self.started = True
-                take(self._simple_start_stage, 1, None, event, seq, ts, seq, new, done)
-        else:
+        self.started = hit
+        if hit:
+            take(self._simple_start_stage, 1, None, event, seq, ts, seq, new, done)
+        elif simple is None:
             self._start_general(event, ts, seq, new, done)
         if done:
             if st is None:
