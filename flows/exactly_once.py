@@ -1,0 +1,108 @@
+"""ExactlyOnceProcessor: a running count and average of `value` per user,
+written to Kafka exactly once.
+
+Kafka in (`read_committed`, offsets in Bytewax recovery) -> key `user_id` ->
+running count and running average of `value` -> transactional Kafka out.
+One output per input event:
+`{"user_id", "event_id", "count", "running_avg"}` where `count` runs 1..n per
+user and `running_avg` is the mean `value` of the user's events so far that
+have one (`null` until one has). Dead letters go to `ERROR_OUTPUT_PATH` if
+set, else to `DLQ_TOPIC` in the same transactions as the results.
+
+Settings: the IO variables (`KAFKA_BOOTSTRAP_SERVERS`, `INPUT_TOPIC`,
+`OUTPUT_TOPIC`, `DLQ_TOPIC`/`ERROR_OUTPUT_PATH`, `START_OFFSET`) plus
+`TRANSACTIONAL_ID_PREFIX` (default `exactly-once`), `SINK_PARTITIONS`
+(transactional producers, default 4, fixed for a recovery store) and
+`HEARTBEAT_MS` (default 500). Exactly-once needs recovery:
+
+    python -m recovery.directories init state/ 1
+    python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from operator import attrgetter
+from typing import Any, Optional
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.dataflow import Dataflow
+
+from eventio import metrics
+from eventio.config import IOConfig, setting, split_overrides
+from eventio.deadletter import DeadLetter
+from eventio.event import Event
+from eventio.flowio import read_events, write_dead_letters
+from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_output
+
+Stats = tuple[int, float, int]
+"""(events, sum of values, events with a value) of one user."""
+
+_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms")
+
+
+def running_stats(state: Optional[Stats], event: Event) -> tuple[Stats, dict[str, Any]]:
+    """Fold one event into its user's stats; return the new stats and the output."""
+    count, total, valued = state or (0, 0.0, 0)
+    count += 1
+    if event.value is not None:
+        total += event.value
+        valued += 1
+    out = {
+        "user_id": event.user_id,
+        "event_id": event.event_id,
+        "count": count,
+        "running_avg": total / valued if valued else None,
+    }
+    return (count, total, valued), out
+
+
+def _result_message(item: tuple[str, dict[str, Any]]) -> tuple[str, KafkaSinkMessage[bytes, bytes]]:
+    user, out = item
+    value = json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+    return user, KafkaSinkMessage(user.encode(), value)
+
+
+def _dead_letter_message(topic: str, letter: DeadLetter) -> tuple[str, KafkaSinkMessage[Optional[bytes], Optional[bytes]]]:
+    metrics.DEAD_LETTERS.labels(letter.error_class).inc()
+    route = f"{letter.source}:{letter.partition}"
+    return route, KafkaSinkMessage(letter.key, letter.value, topic=topic, headers=letter.headers())
+
+
+def build(**overrides: Any) -> Dataflow:
+    """The flow, configured by the environment and `overrides` (IO settings,
+    `transactional_id_prefix`, `sink_partitions`, `heartbeat_ms`)."""
+    io, rest = split_overrides(overrides)
+    unknown = sorted(set(rest) - set(_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown settings {unknown}; expected IO settings or {list(_SETTINGS)}")
+    cfg = IOConfig.from_env(io)
+    heartbeat_ms = setting("heartbeat_ms", 500, rest)
+    sink = TransactionalKafkaSink(
+        cfg.brokers,
+        cfg.output_topic,
+        transactional_id_prefix=setting("transactional_id_prefix", "exactly-once", rest),
+        partitions=setting("sink_partitions", 4, rest),
+    )
+    metrics.serve_from_env()
+
+    flow = Dataflow("exactly_once")
+    src = read_events(flow, "read", cfg)
+    by_user = op.key_on("by_user", src.events, attrgetter("user_id"))
+    stats = op.stateful_map("running_stats", by_user, running_stats)
+    messages = op.map("encode", stats, _result_message)
+    if cfg.error_output_path:
+        write_dead_letters("dlq", src.errors, cfg)
+    else:
+        dead = op.map("dlq_encode", src.errors, lambda d: _dead_letter_message(cfg.dlq_topic, d))
+        messages = op.merge("with_dead_letters", messages, dead)
+    # Bounded input ends the flow; an endless heartbeat would keep it running.
+    bounded = cfg.stop_at_end or bool(cfg.input_path)
+    heartbeat = None if bounded or heartbeat_ms <= 0 else timedelta(milliseconds=heartbeat_ms)
+    exactly_once_output("out", messages, sink, heartbeat)
+    return flow
+
+
+flow = build()

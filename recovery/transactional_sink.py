@@ -1,0 +1,251 @@
+"""Exactly-once Kafka output on Bytewax recovery: a transactional sink whose
+transactions follow Bytewax epochs.
+
+    sink = TransactionalKafkaSink(brokers, "results", transactional_id_prefix="orders")
+    exactly_once_output("out", messages, sink)   # messages: KeyedStream[KafkaSinkMessage]
+
+Each sink partition owns one transactional producer with the stable id
+`{prefix}-{step_id}-{partition}`: a restarted worker's `init_transactions()`
+fences the zombie and aborts its open transaction. The records of an epoch
+are kept in the partition's snapshot and committed in one transaction at the
+partition's first call after that snapshot is durable (see
+`recovery/epoch_commit.py` and `recovery/README.md`). The transaction also
+commits the epoch's sequence number as the offset of partition 0 of the
+output topic in the consumer group `{transactional id}.progress`, so on
+resume the pending epoch is committed only if Kafka has not seen it yet.
+
+Run with recovery (`python -m bytewax.run ... -r DIR -s 1 -b 0`); without it
+nothing is durable and the last epoch before the end of input is never
+committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from datetime import timedelta
+from typing import Any, Callable, Optional, Sequence
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.dataflow import Stream
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from eventio import metrics
+from recovery.epoch_commit import EpochCommitter, OutRecord, SinkState
+from recovery.heartbeat import heartbeats
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_KEY_PREFIX = "\x00heartbeat:"
+"""Routing key prefix of heartbeat ticks: `prefix + str(partition index)`."""
+
+_FENCING_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+
+Message = Optional[KafkaSinkMessage[Optional[bytes], Optional[bytes]]]
+"""What a sink partition receives: a message, or `None` for a heartbeat."""
+
+
+class FencedError(RuntimeError):
+    """Another instance with the same transactional id took over this partition."""
+
+
+class KafkaTransactionalWriter:
+    """One transactional producer plus the progress group it commits to."""
+
+    def __init__(
+        self,
+        brokers: Sequence[str],
+        transactional_id: str,
+        progress_topic: str,
+        config: dict[str, Any],
+        timeout_s: float,
+        max_attempts: int = 5,
+    ) -> None:
+        self.transactional_id = transactional_id
+        self._timeout_s = timeout_s
+        self._max_attempts = max_attempts
+        self._progress = TopicPartition(progress_topic, 0)
+        bootstrap = ",".join(brokers)
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": 5,
+                "transaction.timeout.ms": 60_000,
+                **config,
+                "transactional.id": transactional_id,
+            }
+        )
+        # Fences any zombie with this id and aborts (or completes) its open
+        # transaction before we read the recorded progress.
+        self._producer.init_transactions(timeout_s)
+        self._group = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"{transactional_id}.progress",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self._group_metadata = self._group.consumer_group_metadata()
+
+    def committed_seq(self) -> int:
+        (tp,) = self._group.committed([self._progress], timeout=self._timeout_s)
+        if tp.error is not None:
+            raise KafkaException(tp.error)
+        return max(tp.offset, 0)
+
+    def commit(self, records: Sequence[OutRecord], seq: int) -> None:
+        progress = [TopicPartition(self._progress.topic, 0, seq)]
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                self._producer.begin_transaction()
+                for topic, key, value, headers in records:
+                    self._produce(topic, key, value, headers)
+                self._producer.send_offsets_to_transaction(progress, self._group_metadata, self._timeout_s)
+                self._retrying(self._producer.commit_transaction)
+                metrics.TRANSACTIONS.labels("committed").inc()
+                return
+            except KafkaException as ex:
+                err: KafkaError = ex.args[0]
+                if err.fatal() or err.code() in _FENCING_CODES:
+                    metrics.TRANSACTIONS.labels("fenced").inc()
+                    raise FencedError(
+                        f"transactional id {self.transactional_id!r} was taken over by another "
+                        f"instance; this one stops without committing: {err.str()}"
+                    ) from ex
+                if not err.txn_requires_abort() or attempt == self._max_attempts:
+                    raise
+                log.warning("transaction of %s aborted, retrying: %s", self.transactional_id, err.str())
+                metrics.TRANSACTIONS.labels("aborted").inc()
+                self._producer.abort_transaction(self._timeout_s)
+
+    def _produce(self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _retrying(self, call: Callable[[float], None]) -> None:
+        """`call(timeout)`, again while it fails with a retriable error."""
+        deadline = time.monotonic() + self._timeout_s * self._max_attempts
+        while True:
+            try:
+                call(self._timeout_s)
+                return
+            except KafkaException as ex:
+                if not ex.args[0].retriable() or time.monotonic() > deadline:
+                    raise
+
+    def close(self) -> None:
+        self._group.close()
+        self._producer.flush(self._timeout_s)
+
+
+class _TransactionalPartition(StatefulSinkPartition[Message, SinkState]):
+    """Bytewax face of an `EpochCommitter`."""
+
+    def __init__(self, committer: EpochCommitter, default_topic: str) -> None:
+        self._committer = committer
+        self._topic = default_topic
+
+    def write_batch(self, values: list[Message]) -> None:
+        topic = self._topic
+        self._committer.add(
+            [(m.topic or topic, m.key, m.value, m.headers) for m in values if m is not None]
+        )
+
+    def snapshot(self) -> SinkState:
+        return self._committer.snapshot()
+
+    def close(self) -> None:
+        self._committer.close()
+
+
+class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
+    """Kafka sink with exactly-once output under Bytewax recovery.
+
+    Items are `(key, KafkaSinkMessage)` pairs; the key picks the sink
+    partition (CRC-32), the message's key the Kafka partition, its `topic`
+    (default `topic`) the topic; `partition` and `timestamp` are not used.
+    `partitions` is the number of transactional producers and must stay the
+    same for the life of a recovery store.
+    """
+
+    def __init__(
+        self,
+        brokers: Sequence[str],
+        topic: str,
+        *,
+        transactional_id_prefix: str,
+        partitions: int = 4,
+        add_config: Optional[dict[str, Any]] = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        if isinstance(brokers, str):
+            raise TypeError("brokers must be a list of host:port strings, not a string")
+        if partitions < 1:
+            raise ValueError(f"partitions must be at least 1, got {partitions}")
+        if not transactional_id_prefix:
+            raise ValueError("transactional_id_prefix must not be empty")
+        self.brokers = list(brokers)
+        self.topic = topic
+        self.transactional_id_prefix = transactional_id_prefix
+        self.partitions = partitions
+        self.add_config = dict(add_config or {})
+        self.timeout_s = timeout_s
+        width = len(str(partitions - 1))
+        # Equal-width names sort in index order, which `part_fn` relies on.
+        self._names = [str(i).zfill(width) for i in range(partitions)]
+
+    def list_parts(self) -> list[str]:
+        return list(self._names)
+
+    def part_fn(self, item_key: str) -> int:
+        if item_key.startswith(HEARTBEAT_KEY_PREFIX):
+            return int(item_key[len(HEARTBEAT_KEY_PREFIX):])
+        return zlib.crc32(item_key.encode())
+
+    def heartbeat_keys(self) -> list[str]:
+        """One routing key per partition, for heartbeat ticks."""
+        return [f"{HEARTBEAT_KEY_PREFIX}{i}" for i in range(self.partitions)]
+
+    def transactional_id(self, step_id: str, part: str) -> str:
+        return f"{self.transactional_id_prefix}-{step_id}-{part}"
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: Optional[SinkState]
+    ) -> _TransactionalPartition:
+        writer = KafkaTransactionalWriter(
+            self.brokers,
+            self.transactional_id(step_id, for_part),
+            self.topic,
+            self.add_config,
+            self.timeout_s,
+        )
+        return _TransactionalPartition(EpochCommitter(writer, resume_state), self.topic)
+
+
+def exactly_once_output(
+    step_id: str,
+    up: Stream[tuple[str, KafkaSinkMessage[Optional[bytes], Optional[bytes]]]],
+    sink: TransactionalKafkaSink,
+    heartbeat_interval: Optional[timedelta] = timedelta(milliseconds=500),
+) -> None:
+    """Write keyed messages to `sink`, with heartbeat ticks to every partition
+    every `heartbeat_interval` so quiet partitions commit promptly. Pass
+    `None` for bounded input: the heartbeat never ends, so neither would the
+    flow."""
+    if heartbeat_interval is None:
+        op.output(step_id, up, sink)
+        return
+    keys = sink.heartbeat_keys()
+    ticks = heartbeats(f"{step_id}_heartbeat", up.flow(), heartbeat_interval)
+    fanned: Stream[tuple[str, Message]] = op.flat_map(
+        f"{step_id}_heartbeat_fan", ticks, lambda _: [(k, None) for k in keys]
+    )
+    op.output(step_id, op.merge(f"{step_id}_merge", up, fanned), sink)
