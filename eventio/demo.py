@@ -32,23 +32,30 @@ TOPICS = {IN: 3, OUT: 1, LATE: 1, DLQ: 1}
 WORKDIR = Path("demo-out")
 
 
-def read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
-    """Every record of every partition of `topic`, up to its current end."""
+def read_topic(bootstrap: str, topic: str, quiet_s: float = 1.0) -> list[tuple[bytes | None, bytes | None]]:
+    """Every record of every partition of `topic`: read until the reported
+    end offsets are reached and then `quiet_s` passes without a record (the
+    embedded broker's reported end offset can lag the log)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo-reader",
                          "enable.auto.commit": False})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        done = {p for p, end in ends.items() if end == 0}
+        positions = dict.fromkeys(partitions, 0)
         records: list[tuple[bytes | None, bytes | None]] = []
-        deadline = time.monotonic() + 60
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            for m in consumer.consume(1000, 0.5):
-                if m.error() is None:
-                    records.append((m.key(), m.value()))
-                    if m.offset() + 1 >= ends[m.partition()]:
-                        done.add(m.partition())
+        deadline = time.monotonic() + 120
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = [m for m in consumer.consume(1000, 0.2) if m.error() is None]
+            for m in batch:
+                records.append((m.key(), m.value()))
+                positions[m.partition()] = m.offset() + 1
+            now = time.monotonic()
+            if batch:
+                quiet_since = now
+            elif all(positions[p] >= ends[p] for p in ends) and now - quiet_since >= quiet_s:
+                break
         return records
     finally:
         consumer.close()

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any, Optional
 
 REQUIRED_FIELDS = ("event_id", "user_id", "event_type", "timestamp")
+MIN_TIMESTAMP = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+MAX_TIMESTAMP = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _STR_FIELDS = ("category", "region", "tenant_id", "location", "device_id", "user_type")
 _NUMBER_FIELDS = ("amount", "value")
 _KNOWN = frozenset(REQUIRED_FIELDS + _STR_FIELDS + _NUMBER_FIELDS + ("failed_attempts",))
@@ -162,12 +164,12 @@ def parse_timestamp(raw: Any) -> int:
     string with a UTC offset."""
     if isinstance(raw, bool):
         raise EventError(f"timestamp must be epoch milliseconds or ISO-8601, got {raw!r}")
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float):
-        if raw.is_integer():
-            return int(raw)
-        raise EventError(f"timestamp must be whole epoch milliseconds, got {raw!r}")
+    if isinstance(raw, (int, float)):
+        if isinstance(raw, float) and not raw.is_integer():
+            raise EventError(f"timestamp must be whole epoch milliseconds, got {raw!r}")
+        if not MIN_TIMESTAMP <= raw <= MAX_TIMESTAMP:
+            raise EventError(f"timestamp {raw!r} is outside years 1 to 9999")
+        return int(raw)
     if isinstance(raw, str):
         try:
             parsed = datetime.fromisoformat(raw)

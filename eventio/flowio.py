@@ -18,7 +18,6 @@ import bytewax.operators as op
 from bytewax.connectors.files import FileSink
 from bytewax.connectors.kafka import (
     KafkaError,
-    KafkaSink,
     KafkaSinkMessage,
     KafkaSource,
     KafkaSourceMessage,
@@ -30,7 +29,9 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from eventio import metrics
 from eventio.config import IOConfig
 from eventio.deadletter import DeadLetter
-from eventio.event import Event, EventError
+from eventio.decoding import Decoder, SerdeConfig
+from eventio.event import Event
+from eventio.kafka_sink import CheckedKafkaSink
 
 Decoded = Union[Event, DeadLetter]
 
@@ -123,40 +124,37 @@ def kafka_source(
     )
 
 
-def decode_json_line(raw: bytes, source: str, line: int, max_bytes: int) -> Decoded:
-    """An event from one JSON line, or a dead letter saying why not."""
-    raw = raw.rstrip(b"\r\n")
-    try:
-        if len(raw) > max_bytes:
-            raise EventError(f"line of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
-        event = Event.from_json(raw)
-    except EventError as ex:
-        return DeadLetter.of(ex, source=source, value=raw, offset=line)
-    event.channel = source
-    return event
+def decode_lines(decode: Decoder) -> Callable[[list[Line]], list[Decoded]]:
+    """Batch decoder for file lines; events are channelled by file path."""
+
+    def decode_batch(batch: list[Line]) -> list[Decoded]:
+        out: list[Decoded] = []
+        for path, number, raw in batch:
+            item = decode(raw.rstrip(b"\r\n"), None, source=path, partition=None, offset=number)
+            if item.__class__ is Event:
+                item.channel = path  # type: ignore[union-attr]
+            out.append(item)
+        return out
+
+    return decode_batch
 
 
-def decode_kafka(msg: Union[KafkaSourceMessage, KafkaError], max_bytes: int) -> Decoded:
-    """An event from one Kafka message, tagged with its partition channel."""
-    if isinstance(msg, KafkaError):
-        m = msg.msg
-        return DeadLetter(
-            m.topic or "?", m.partition, m.offset, m.key, m.value, "KafkaError", str(msg.err)
-        )
-    value = msg.value
-    try:
-        if value is None:
-            raise EventError("message has no value")
-        if len(value) > max_bytes:
-            raise EventError(f"message of {len(value)} bytes exceeds the {max_bytes}-byte limit")
-        event = Event.from_json(value)
-    except EventError as ex:
-        return DeadLetter.of(
-            ex, source=msg.topic or "?", value=value, key=msg.key,
-            partition=msg.partition, offset=msg.offset,
-        )
-    event.channel = f"{msg.topic}:{msg.partition}"
-    return event
+def decode_messages(decode: Decoder) -> Callable[[list[Any]], list[Decoded]]:
+    """Batch decoder for Kafka messages; events are channelled by partition."""
+
+    def decode_batch(batch: list[Union[KafkaSourceMessage, KafkaError]]) -> list[Decoded]:
+        out: list[Decoded] = []
+        for msg in batch:
+            if isinstance(msg, KafkaError):
+                m = msg.msg
+                out.append(DeadLetter(m.topic or "?", m.partition, m.offset, m.key, m.value,
+                                      "KafkaError", str(msg.err)))
+            else:
+                out.append(decode(msg.value, msg.key, source=msg.topic or "?", partition=msg.partition,
+                                  offset=msg.offset))
+        return out
+
+    return decode_batch
 
 
 def read_events(
@@ -166,26 +164,23 @@ def read_events(
     *,
     path: Optional[str] = None,
     topics: Optional[list[str]] = None,
+    serde: Optional[SerdeConfig] = None,
 ) -> EventsIn:
     """Events from `path` (default `cfg.input_path`) or else Kafka `topics`
-    (default `cfg.input_topics`), split from the dead letters."""
+    (default `cfg.input_topics`), split from the dead letters. Values are JSON
+    (upcast to the current event version) or, with `VALUE_FORMAT=avro`,
+    Confluent-framed Avro resolved to the current schema (`eventio/decoding.py`)."""
     path = path if path is not None else (cfg.input_path if topics is None else None)
-    max_bytes = cfg.max_message_bytes
+    decode = (serde or SerdeConfig.from_env()).decoder(max_bytes=cfg.max_message_bytes)
     if path:
         paths = [p.strip() for p in path.split(",") if p.strip()]
         raw = op.input(f"{step_id}_file", flow, JsonLinesSource(paths))
-        decoded = op.flat_map_batch(
-            f"{step_id}_decode",
-            raw,
-            lambda batch: [decode_json_line(line, path, n, max_bytes) for path, n, line in batch],
-        )
+        decoded = op.flat_map_batch(f"{step_id}_decode", raw, decode_lines(decode))
         channels: Callable[[], int] = lambda: len(paths)
     else:
         source = kafka_source(cfg, topics)
         raw_k = op.input(f"{step_id}_kafka", flow, source)
-        decoded = op.flat_map_batch(
-            f"{step_id}_decode", raw_k, lambda batch: [decode_kafka(m, max_bytes) for m in batch]
-        )
+        decoded = op.flat_map_batch(f"{step_id}_decode", raw_k, decode_messages(decode))
         channels = _cached(lambda: len(source.list_parts()))
     split = op.branch(f"{step_id}_split", decoded, lambda x: x.__class__ is Event)
     return EventsIn(events=split.trues, errors=split.falses, channels=channels)
@@ -254,7 +249,7 @@ def write_json(
         return KafkaSinkMessage(None if key is None else key.encode(), _as_json(item).encode())
 
     messages = op.map(f"{step_id}_encode", up, to_message)
-    op.output(step_id, messages, KafkaSink(cfg.brokers, topic, add_config={"linger.ms": "5"}))
+    op.output(step_id, messages, CheckedKafkaSink(cfg.brokers, topic))
 
 
 def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[Callable[[Any], Optional[str]]] = None) -> None:
@@ -287,4 +282,4 @@ def write_dead_letters(step_id: str, errors: Stream[DeadLetter], cfg: IOConfig) 
         errors,
         lambda d: KafkaSinkMessage(d.key, d.value, headers=d.headers()),
     )
-    op.output(step_id, messages, KafkaSink(cfg.brokers, cfg.dlq_topic))
+    op.output(step_id, messages, CheckedKafkaSink(cfg.brokers, cfg.dlq_topic))

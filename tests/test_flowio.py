@@ -84,4 +84,4 @@ def test_kafka_in_and_out_with_dead_letters(broker: EmbeddedBroker, topic_name: 
     headers = dict(dead[0].headers())
     assert headers["dlq.source.topic"] == inp.encode()
     assert headers["dlq.source.partition"] == b"1"
-    assert headers["dlq.error.class"] == b"EventError"
+    assert headers["dlq.error.class"] == b"InvalidJsonError"

@@ -176,7 +176,7 @@ def test_records_out_per_port_match_the_outputs(in_process: dict[str, Any]) -> N
 
 def test_dead_letters_by_reason_match_the_dead_letter_output(in_process: dict[str, Any]) -> None:
     written = Counter(e["error_class"] for e in in_process["errors"])
-    assert written == {"EventError": 5, "MissingFieldError": 2}
+    assert written == {"EventError": 3, "InvalidJsonError": 2, "MissingFieldError": 2}
     counted = dead_letters(in_process["after"]) - dead_letters(in_process["before"])
     assert counted == written
 
