@@ -99,11 +99,11 @@ class _Side:
     def size(self) -> int:
         return len(self.in_order) + len(self.out_of_order)
 
-    def __getstate__(self) -> tuple[Any, ...]:
-        return (self.buffers, self.in_order, self.out_of_order, self.offset, self.low, self.high)
+    def snapshot(self) -> tuple[Any, ...]:
+        return (self.buffers, self.in_order, self.out_of_order)
 
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.buffers, self.in_order, self.out_of_order, self.offset, self.low, self.high = state
+    def restore(self, state: tuple[Any, ...]) -> None:
+        self.buffers, self.in_order, self.out_of_order = state
 
 
 class IntervalJoin(EventTimeLogic[Any]):
@@ -187,10 +187,12 @@ class IntervalJoin(EventTimeLogic[Any]):
         right.expire(wm)
 
     def snapshot(self) -> Any:
-        return self._sides
+        return (self._sides[0].snapshot(), self._sides[1].snapshot())
 
     def restore(self, state: Any) -> None:
-        self._sides = state
+        left, right = state
+        self._sides[0].restore(left)
+        self._sides[1].restore(right)
 
     def state_size(self) -> int:
         """Buffered elements over both sides and all keys."""
