@@ -13,7 +13,8 @@ window times out, and matches held back by a skip strategy are emitted.
 
 Processing time (`processing_time=True`). Elements are matched on arrival
 with the injected clock's time as their timestamp; `within` counts
-processing time and timers time out partial matches.
+processing time and timers time out partial matches. The end of input only
+releases matches held back by a skip strategy.
 
 Ports: `down` carries `(key, match)` (or `(key, select(key, match))`),
 `timed_out` carries `(key, partial match)` (or `(key,
@@ -26,7 +27,7 @@ stream (the NFA state is left as it was before that element).
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import Any, Callable, Hashable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
 from operators.nfa import NFA, KeyState, Match, compile_pattern, export_states, import_states
@@ -58,7 +59,7 @@ class CepOperator(EventTimeLogic[Any]):
         self.select_timed_out = select_timed_out
         self.processing_time = processing_time
         self.clock = clock
-        self.states: dict[Hashable, KeyState] = {}
+        self.states: dict[str, KeyState] = {}
         self.buffer: list[tuple[int, int, str, Any]] = []
         self.timers: list[tuple[int, str]] = []
         self.arrivals = 0
@@ -81,12 +82,14 @@ class CepOperator(EventTimeLogic[Any]):
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
         if self.processing_time:
+            if wm == MAX_WATERMARK:
+                self._finish(wm, timeouts=False)
             return
         buffer = self.buffer
         if buffer and buffer[0][0] <= wm:
             self._feed(_pop_until(buffer, wm))
         if wm == MAX_WATERMARK:
-            self._finish(wm)
+            self._finish(wm, timeouts=True)
         elif self.timers and self.timers[0][0] <= wm:
             self._advance_due(wm)
 
@@ -145,10 +148,8 @@ class CepOperator(EventTimeLogic[Any]):
             try:
                 new = process(st, value, ts, seq)
             except Exception as exc:  # a user condition failed on this element
-                if st is not None and not st.size():
-                    del states[key]
                 self.emitted.append(("errors", (key, value, f"condition raised {exc!r}")))
-                new = states.get(key)
+                new = st if st is not None and st.size() else None
             seq += 1
             if new is not st:
                 if new is None:
@@ -181,13 +182,14 @@ class CepOperator(EventTimeLogic[Any]):
             del self.states[key]
         self._emit(key)
 
-    def _finish(self, wm: int) -> None:
-        """End of input: time out what has a window, flush held matches."""
+    def _finish(self, wm: int, timeouts: bool) -> None:
+        """End of input: in event time, time out what has a window; emit
+        matches a skip strategy still holds back."""
         nfa = self.nfa
         for key in list(self.states):
             st: Optional[KeyState] = self.states[key]
             assert st is not None
-            if nfa.window is not None:
+            if timeouts and nfa.window is not None:
                 st = nfa.advance_time(st, wm, 2 * self.seq)
             if st is not None:
                 st = nfa.flush(st)

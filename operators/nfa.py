@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
-from typing import Any, Callable, Hashable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from operators.patterns import (
     Condition,
@@ -82,6 +82,11 @@ class Stage:
 class Transition:
     """What a waiting partial match does with the next event (see module doc)."""
 
+    take: Callable[..., bool]
+    until: Optional[Callable[..., bool]]
+    guard: Optional[Callable[..., bool]]
+    guard_until: Optional[Callable[..., bool]]
+
     __slots__ = (
         "kind", "stage", "contiguity", "take", "take_iter", "until", "until_iter", "guard",
         "guard_iter", "guard_until", "guard_until_iter", "next_nots", "followed_nots", "needs_ctx",
@@ -102,10 +107,10 @@ class Transition:
         self.kind = kind
         self.stage = stage
         self.contiguity = contiguity
-        self.take, self.take_iter = take if take is not None else (None, False)
-        self.until, self.until_iter = until if until is not None else (None, False)
-        self.guard, self.guard_iter = guard if guard is not None else (None, False)
-        self.guard_until, self.guard_until_iter = guard_until if guard_until is not None else (None, False)
+        self.take, self.take_iter = take if take is not None else (_always, False)
+        self.until, self.until_iter = _split(until)
+        self.guard, self.guard_iter = _split(guard)
+        self.guard_until, self.guard_until_iter = _split(guard_until)
         self.next_nots = next_nots
         self.followed_nots = followed_nots
         checks = [c for c in (take, until, guard, guard_until) if c is not None]
@@ -120,6 +125,10 @@ class CompiledPattern:
     window_ms: Optional[int]
     skip: SkipStrategy
     signature: str
+
+
+def _split(check: Optional[Check]) -> tuple[Optional[Callable[..., bool]], bool]:
+    return (None, False) if check is None else check
 
 
 def _check(cond: Optional[Condition]) -> Check:
@@ -403,7 +412,7 @@ class NFA:
                 if guard_on:
                     if fresh and t.guard_until is not None and _holds(t.guard_until, t.guard_until_iter, event, ctx):
                         guard_on = False
-                    elif (t.guard(event, ctx) if t.guard_iter else t.guard(event)):
+                    elif t.guard is not None and (t.guard(event, ctx) if t.guard_iter else t.guard(event)):
                         continue
                 if fresh and t.next_nots and _any_holds(t.next_nots, event, ctx):
                     continue
@@ -576,7 +585,7 @@ class NFA:
         return out
 
 
-def export_states(states: dict[Hashable, KeyState]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+def export_states(states: Mapping[Any, KeyState]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """A picklable form of per-key states: shared chains become one flat node
     table (parents first), so deep chains never hit pickle's recursion limit."""
     index: dict[int, int] = {}
@@ -603,13 +612,13 @@ def export_states(states: dict[Hashable, KeyState]) -> tuple[list[tuple[Any, ...
     return table, keys
 
 
-def import_states(data: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]) -> dict[Hashable, KeyState]:
+def import_states(data: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]) -> dict[Any, KeyState]:
     """Inverse of `export_states`."""
     table, keys = data
     nodes: list[Node] = []
     for parent, stage, event, seq in table:
         nodes.append((None if parent < 0 else nodes[parent], stage, event, seq))
-    states: dict[Hashable, KeyState] = {}
+    states: dict[Any, KeyState] = {}
     for key, partials, held in keys:
         st = KeyState([(p[0], p[1], nodes[p[2]], p[3], p[4], p[5], p[6]) for p in partials])
         if held:

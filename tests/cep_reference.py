@@ -139,7 +139,7 @@ def _candidates(n: int, seq: _Seq, complete: bool) -> list[Assignment]:
                     if not ok:
                         break
                 if ok:
-                    out.append(tuple(zip(idxs, lab)))
+                    out.append(tuple(zip(idxs, lab, strict=True)))
     return out
 
 
@@ -248,7 +248,6 @@ def reference_timeouts(spec: RefSpec, events: list[tuple[int, Any]]) -> list[tup
     if spec.within is None:
         return []
     seq = _split(spec)
-    pos = seq.positives
     n = len(events)
     out = []
     for a in _candidates(n, seq, complete=False):

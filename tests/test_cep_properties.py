@@ -113,7 +113,7 @@ def check_against_reference(recipe: Recipe, arrivals: list[Arrival], out: Output
     assert not set(k for k, _ in out["down"]) - set(keys)
 
 
-@settings(max_examples=150)
+@settings(max_examples=600)
 @given(recipes(), keyed_streams())
 def test_operator_equals_reference_per_key(recipe: Recipe, arrivals: list[Arrival]) -> None:
     note(describe(recipe))
@@ -121,7 +121,7 @@ def test_operator_equals_reference_per_key(recipe: Recipe, arrivals: list[Arriva
     check_against_reference(recipe, arrivals, out)
 
 
-@settings(max_examples=100)
+@settings(max_examples=300)
 @given(recipes(), keyed_streams(distinct_ts=True))
 def test_out_of_order_arrival_matches_in_order(recipe: Recipe, arrivals: list[Arrival]) -> None:
     make = lambda: CepOperator(to_pattern(recipe))  # noqa: E731
@@ -136,7 +136,7 @@ def test_out_of_order_arrival_matches_in_order(recipe: Recipe, arrivals: list[Ar
                 assert got == want
 
 
-@settings(max_examples=100)
+@settings(max_examples=300)
 @given(recipes(max_positive=2), keyed_streams(), st.data())
 def test_snapshot_restore_anywhere_changes_nothing(recipe: Recipe, arrivals: list[Arrival], data: Any) -> None:
     make = lambda: CepOperator(to_pattern(recipe))  # noqa: E731
@@ -256,6 +256,19 @@ def test_failing_condition_goes_to_errors_and_leaves_state_intact() -> None:
     ports = [port for port, _ in op.emitted]
     assert ports == ["errors", "down"]
     assert op.emitted[1][1] == ("k", {"a": [{"t": "a"}], "b": [{"t": "b"}]})
+
+
+def test_failing_condition_after_a_timeout_drops_the_emptied_key() -> None:
+    """The timeout before the element empties the key; the start condition
+    then raises: the timeout is still reported and the key is gone."""
+    start = IterativeCondition(lambda e, ctx: e["t"] == "a")
+    p = Pattern.begin("a").where(start).followed_by("b").where(lambda e: e["t"] == "b").within(5)
+    op = CepOperator(p)
+    op.on_element("k", 1, {"t": "a"})
+    op.on_element("k", 10, "not a dict")
+    op.on_watermark(MAX_WATERMARK)
+    assert sorted(port for port, _ in op.emitted) == ["errors", "timed_out"]
+    assert op.states == {}
 
 
 def test_failing_select_goes_to_errors() -> None:

@@ -82,15 +82,15 @@ def check(recipe: Recipe, events: list[tuple[int, Any]], restore_at: Optional[in
         assert [m for _, m in got] == [m for _, m in want]
 
 
-@settings(max_examples=300)
+@settings(max_examples=1500)
 @given(recipes(), event_lists())
 def test_engine_equals_reference(recipe: Recipe, events: list[tuple[int, Any]]) -> None:
     check(recipe, events)
 
 
-@settings(max_examples=60)
-@given(recipes(max_positive=2), event_lists(), event_lists(max_size=3))
-def test_state_survives_export_and_pickle(recipe: Recipe, events: list[tuple[int, Any]], _: Any) -> None:
+@settings(max_examples=300)
+@given(recipes(max_positive=2), event_lists())
+def test_state_survives_export_and_pickle(recipe: Recipe, events: list[tuple[int, Any]]) -> None:
     check(recipe, events, restore_at=len(events) // 2)
 
 
