@@ -251,7 +251,7 @@ def write_records(records: Iterable[Record], output: Optional[str], topic: Optio
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m eventio.generators", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", choices=("sessions", "disorder", "correlated", "fraud", "load"))
+    parser.add_argument("scenario", choices=("sessions", "disorder", "correlated", "fraud", "load", *APP_SCENARIOS))
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--users", type=int, default=None)
@@ -265,6 +265,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--truth", help="fraud: file for the planted alerts")
     parser.add_argument("--rate", type=float, default=1000.0, help="load: events per second")
     parser.add_argument("--seconds", type=float, default=10.0, help="load: duration")
+    _add_app_arguments(parser)
     args = parser.parse_args(argv)
     users: Callable[[int], int] = lambda d: args.users or d
     out = (args.output, args.topic, args.bootstrap)
@@ -282,10 +283,176 @@ def main(argv: Optional[list[str]] = None) -> None:
         n = write_records(events, *out)
         if args.truth:
             write_records(planted, args.truth, None, args.bootstrap)
+    elif args.scenario in APP_SCENARIOS:
+        n = APP_SCENARIOS[args.scenario](args, out)
     else:
         n = write_records(load(args.rate, args.seconds, args.seed, users(10_000)), *out,
                           total=int(args.rate * args.seconds))
     print(f"wrote {n:,} {args.scenario} events", file=sys.stderr)
+
+
+# Scenarios of the application flows (flows/quarterly_reports.py ... flows/iot_anomaly.py).
+
+DAY = 24 * 60 * MINUTE
+SHOP_TYPES = ("page_view", "click", "add_to_cart", "purchase")
+KNOWN_TYPES = ("page_view", "click", "add_to_cart", "purchase", "login", "logout", "idle", "role_change")
+
+
+def quarterly(count: int = 20_000, seed: int = 7, users: int = 500, days: int = 730) -> Iterator[Record]:
+    """Purchases (with `amount`) and page views (without) from every region,
+    in timestamp order, spread over `days` days from 2024-01-01 so they span
+    several calendar quarters."""
+    rnd = random.Random(seed)
+    step = max(1, days * DAY // max(count, 1))
+    ts = BASE_TS
+    for n in range(count):
+        ts += rnd.randint(0, 2 * step)
+        user = f"u{rnd.randrange(users):05d}"
+        if rnd.random() < 0.8:
+            yield _ev(n, user, "purchase", ts, region=rnd.choice(REGIONS), amount=round(rnd.uniform(1, 500), 2))
+        else:
+            yield _ev(n, user, "page_view", ts, region=rnd.choice(REGIONS))
+
+
+def bursts(count: int = 20_000, seed: int = 7, users: int = 50) -> Iterator[Record]:
+    """Users active in bursts of 1 to 250 events (some longer than a batch of
+    100), interleaved, in timestamp order, each with an `amount`."""
+    rnd = random.Random(seed)
+    ts = BASE_TS
+    left: dict[str, int] = {}
+    for n in range(count):
+        ts += rnd.randint(20, 1_500)
+        if not left or (len(left) < 5 and rnd.random() < 0.05):
+            user = f"u{rnd.randrange(users):05d}"
+            left[user] = left.get(user, 0) + rnd.choice((rnd.randint(1, 30), rnd.randint(90, 250)))
+        user = rnd.choice(sorted(left))
+        left[user] -= 1
+        if left[user] <= 0:
+            del left[user]
+        yield _ev(n, user, rnd.choice(SHOP_TYPES), ts, amount=round(rnd.uniform(1, 100), 2))
+
+
+def mixed(count: int = 20_000, seed: int = 7, users: int = 300) -> Iterator[Record]:
+    """Shop events in timestamp order with what the multi-output flow sorts
+    out: about 2% of an unknown type, 1% with a negative amount, purchases of
+    up to 2,000 (some high-value), 3% by admin users."""
+    rnd = random.Random(seed)
+    ts = BASE_TS
+    for n in range(count):
+        ts += rnd.randint(0, 400)
+        user = f"u{rnd.randrange(users):05d}"
+        fields: dict[str, Any] = {"category": rnd.choice(CATEGORIES)}
+        roll = rnd.random()
+        if roll < 0.02:
+            kind = rnd.choice(("teleport", "unknown", "PURCHASE"))
+        elif roll < 0.05:
+            kind = rnd.choice(("login", "role_change"))
+            fields["user_type"] = "admin"
+        else:
+            kind = rnd.choice(KNOWN_TYPES[:6])
+        if kind == "purchase":
+            fields["amount"] = round(rnd.uniform(5, 2_000), 2)
+        if rnd.random() < 0.01:
+            fields["amount"] = -round(rnd.uniform(1, 100), 2)
+        yield _ev(n, user, kind, ts, **fields)
+
+
+def shoppers(count: int = 20_000, seed: int = 7, users: int = 200) -> Iterator[Record]:
+    """Shopping sessions (login, page views, clicks, add-to-carts, purchases
+    with `amount`, every event with a `category`) separated by breaks of 10
+    minutes to 3 hours, in timestamp order."""
+    rnd = random.Random(seed)
+    seq = _counter()
+    heap: list[tuple[int, int, Record]] = []
+    for u in range(users):
+        user = f"u{u:05d}"
+        ts = BASE_TS + rnd.randint(0, 60 * MINUTE)
+        for _ in range(count // (users * 4) + 1):
+            heapq.heappush(heap, (ts, next(seq), _ev(0, user, "login", ts, category=rnd.choice(CATEGORIES))))
+            for _ in range(rnd.randint(3, 12)):
+                ts += rnd.randint(2_000, 3 * MINUTE)
+                kind = rnd.choices(SHOP_TYPES, weights=(50, 30, 12, 8))[0]
+                fields: dict[str, Any] = {"category": rnd.choice(CATEGORIES)}
+                if kind == "purchase":
+                    fields["amount"] = round(rnd.uniform(5, 400), 2)
+                heapq.heappush(heap, (ts, next(seq), _ev(0, user, kind, ts, **fields)))
+            ts += rnd.randint(10 * MINUTE, 180 * MINUTE)
+    n = 0
+    while heap and n < count:
+        event = heapq.heappop(heap)[2]
+        event["event_id"] = f"e{n:08d}"
+        yield event
+        n += 1
+
+
+def tenants(count: int = 20_000, seed: int = 7, tenant_count: int = 8, users: int = 500) -> Iterator[Record]:
+    """Events of `tenant_count` tenants of very different volume (tenant
+    `t00` sends the most), in timestamp order; 1% have no `tenant_id`."""
+    rnd = random.Random(seed)
+    names = [f"t{i:02d}" for i in range(tenant_count)]
+    weights = [1 / (i + 1) for i in range(tenant_count)]
+    ts = BASE_TS
+    for n in range(count):
+        ts += rnd.randint(0, 50)
+        fields: dict[str, Any] = {}
+        if rnd.random() >= 0.01:
+            fields["tenant_id"] = rnd.choices(names, weights)[0]
+        yield _ev(n, f"u{rnd.randrange(users):05d}", rnd.choice(("page_view", "click", "purchase", "idle")),
+                  ts, **fields)
+
+
+def tenant_configs(tenant_count: int = 8) -> list[Record]:
+    """Tenant configurations for `tenants`: the default and a few tenants
+    with their own limits, tier and dropped event types."""
+    configs: list[Record] = [
+        {"tenant_id": "*", "rate_per_second": 100, "burst": 200, "tier": "standard", "drop_event_types": []}
+    ]
+    for i in range(0, tenant_count, 3):
+        configs.append({"tenant_id": f"t{i:02d}", "rate_per_second": 20 * (i + 1), "burst": 50 * (i + 1),
+                        "tier": "gold" if i % 2 == 0 else "silver", "drop_event_types": ["idle"]})
+    return configs
+
+
+def iot(count: int = 20_000, seed: int = 7, devices: int = 20) -> Iterator[Record]:
+    """Sensor readings (`device_id`, `value`) every 5 to 15 seconds per
+    device, in timestamp order; each device has its own level and noise, and
+    about one minute in 60 carries a spike of 4 to 8 standard deviations."""
+    rnd = random.Random(seed)
+    level = {f"d{i:04d}": (rnd.uniform(10, 90), rnd.uniform(0.5, 3)) for i in range(devices)}
+    heap = [(BASE_TS + rnd.randint(0, 15_000), d) for d in level]
+    heapq.heapify(heap)
+    spiked: dict[tuple[str, int], float] = {}
+    for n in range(count):
+        ts, device = heapq.heappop(heap)
+        mean, sd = level[device]
+        minute = ts // MINUTE
+        if (device, minute) not in spiked:
+            spiked[(device, minute)] = rnd.choice((-1, 1)) * rnd.uniform(4, 8) * sd if rnd.random() < 1 / 60 else 0.0
+        value = round(rnd.gauss(mean, sd) + spiked[(device, minute)], 3)
+        yield _ev(n, f"owner-{device}", "reading", ts, device_id=device, value=value)
+        heapq.heappush(heap, (ts + rnd.randint(5_000, 15_000), device))
+
+
+def _add_app_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tenants", type=int, default=8, help="tenants: number of tenants")
+    parser.add_argument("--config-output", help="tenants: file for the tenant configurations")
+    parser.add_argument("--devices", type=int, default=20, help="iot: number of devices")
+
+
+def _write_tenants(args: argparse.Namespace, out: tuple[Optional[str], Optional[str], str]) -> int:
+    if args.config_output:
+        write_records(tenant_configs(args.tenants), args.config_output, None, args.bootstrap)
+    return write_records(tenants(args.count, args.seed, args.tenants, args.users or 500), *out, total=args.count)
+
+
+APP_SCENARIOS: dict[str, Callable[[argparse.Namespace, tuple[Optional[str], Optional[str], str]], int]] = {
+    "quarterly": lambda a, out: write_records(quarterly(a.count, a.seed, a.users or 500), *out, total=a.count),
+    "bursts": lambda a, out: write_records(bursts(a.count, a.seed, a.users or 50), *out, total=a.count),
+    "mixed": lambda a, out: write_records(mixed(a.count, a.seed, a.users or 300), *out, total=a.count),
+    "shoppers": lambda a, out: write_records(shoppers(a.count, a.seed, a.users or 200), *out, total=a.count),
+    "tenants": _write_tenants,
+    "iot": lambda a, out: write_records(iot(a.count, a.seed, a.devices), *out, total=a.count),
+}
 
 
 if __name__ == "__main__":
