@@ -37,6 +37,12 @@ PORTS = ("down", "late", "timed_out", "errors")
 
 Select = Callable[[str, Match], Any]
 SelectTimedOut = Callable[[str, Match, int], Any]
+Enrich = Callable[[str, Any, dict[str, Any]], Any]
+"""`(key, element, key context) -> element to match`: runs for every element
+in the order the NFA sees it (timestamp order in event time), before
+matching, with a per-key dict kept in the operator's snapshot. It lets
+conditions use facts about all earlier events of the key, which a pattern
+alone cannot see (e.g. "a location this user never used before")."""
 
 
 class CepOperator(EventTimeLogic[Any]):
@@ -50,6 +56,7 @@ class CepOperator(EventTimeLogic[Any]):
         select_timed_out: Optional[SelectTimedOut] = None,
         processing_time: bool = False,
         clock: Optional[Clock] = None,
+        enrich: Optional[Enrich] = None,
     ) -> None:
         super().__init__()
         if processing_time and clock is None:
@@ -60,6 +67,8 @@ class CepOperator(EventTimeLogic[Any]):
         self.processing_time = processing_time
         self.clock = clock
         self.states: dict[str, KeyState] = {}
+        self.enrich = enrich
+        self.context: dict[str, dict[str, Any]] = {}
         self.buffer: list[tuple[int, int, str, Any]] = []
         self.timers: list[tuple[int, str]] = []
         self.arrivals = 0
@@ -114,6 +123,7 @@ class CepOperator(EventTimeLogic[Any]):
             "arrivals": self.arrivals,
             "seq": self.seq,
             "states": export_states(self.states),
+            "context": self.context,
         }
 
     def restore(self, state: Any) -> None:
@@ -128,6 +138,7 @@ class CepOperator(EventTimeLogic[Any]):
         self.arrivals = state["arrivals"]
         self.seq = state["seq"]
         self.states = import_states(state["states"])
+        self.context = state["context"]
 
     def state_size(self) -> int:
         return len(self.buffer) + sum(st.size() for st in self.states.values())
@@ -143,7 +154,14 @@ class CepOperator(EventTimeLogic[Any]):
         timers = self.timers
         window = nfa.window
         seq = self.seq
+        enrich = self.enrich
         for ts, _, key, value in elements:
+            if enrich is not None:
+                try:
+                    value = enrich(key, value, self.context.setdefault(key, {}))
+                except Exception as exc:  # a user enrich function failed on this element
+                    self.emitted.append(("errors", (key, value, f"enrich raised {exc!r}")))
+                    continue
             st = states.get(key)
             try:
                 new = process(st, value, ts, seq)

@@ -15,16 +15,16 @@ and `watermarks` are given once or as a `(left, right)` pair; further
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Hashable, Iterable, Optional, Sequence, TypedDict, Union, Unpack
+from typing import Any, Callable, Iterable, Optional, Sequence, Union, Unpack
 
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
 from operators.broadcast_state import KeyedBroadcastProcess, KeyedBroadcastProcessFunction
 from operators.co_process import DOWN, KeyedCoProcess, KeyedCoProcessFunction, check_side_outputs
-from operators.eventtime import Clock, EventTimeLogic, WatermarkGenerator
+from operators.eventtime import EventTimeLogic, WatermarkGenerator
 from operators.interval_join import IntervalJoin, Select
-from operators.keyed import keyed_event_time, system_clock_ms
+from operators.keyed import Wiring, keyed_event_time, system_clock_ms
 from operators.triggers import Trigger
 from operators.window_join import WindowJoin
 from operators.windows import WindowAssigner
@@ -33,16 +33,6 @@ TimestampOf = Union[Callable[[Any], int], Sequence[Callable[[Any], int]]]
 Watermarks = Union[
     Callable[[], WatermarkGenerator[Any]], Sequence[Callable[[], WatermarkGenerator[Any]]]
 ]
-
-
-class Wiring(TypedDict, total=False):
-    """`keyed_event_time` options the wrappers pass through."""
-
-    shards: int
-    partition_of: Callable[[Any], Hashable]
-    expected_channels: Union[int, Callable[[], int], Sequence[Union[int, Callable[[], int]]]]
-    idle_timeout_ms: int
-    clock: Clock
 
 
 @dataclass(frozen=True)

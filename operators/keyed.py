@@ -26,7 +26,7 @@ import pickle
 import time
 import zlib
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Hashable, Iterable, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Hashable, Iterable, Optional, Sequence, TypedDict, TypeVar, Union
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -51,6 +51,16 @@ _ANNOUNCE = 1
 _BROADCAST = 2
 
 _EMPTY: tuple[()] = ()
+
+
+class Wiring(TypedDict, total=False):
+    """`keyed_event_time` options the wrappers pass through."""
+
+    shards: int
+    partition_of: Callable[[Any], Hashable]
+    expected_channels: Union[int, Callable[[], int], Sequence[Union[int, Callable[[], int]]]]
+    idle_timeout_ms: int
+    clock: Clock
 
 
 def system_clock_ms() -> int:

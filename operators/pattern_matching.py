@@ -23,10 +23,9 @@ from typing import Any, Callable, Optional, Unpack
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
-from operators.cep import PORTS, CepOperator, Select, SelectTimedOut
+from operators.cep import PORTS, CepOperator, Enrich, Select, SelectTimedOut
 from operators.eventtime import WatermarkGenerator
-from operators.joins import Wiring
-from operators.keyed import keyed_event_time, system_clock_ms
+from operators.keyed import Wiring, keyed_event_time, system_clock_ms
 from operators.patterns import Pattern
 
 
@@ -62,6 +61,7 @@ def match_pattern(
     select: Optional[Select] = None,
     select_timed_out: Optional[SelectTimedOut] = None,
     processing_time: bool = False,
+    enrich: Optional[Enrich] = None,
     **wiring: Unpack[Wiring],
 ) -> CepOut:
     """Detect `pattern` in each key's events.
@@ -69,7 +69,9 @@ def match_pattern(
     In event time (the default) `timestamp_of` and `watermarks` are required:
     events are matched in timestamp order once the watermark passes them.
     With `processing_time=True` events are matched on arrival and `within`
-    counts processing time from the `clock` option.
+    counts processing time from the `clock` option. `enrich(key, event,
+    context)` prepares each event just before matching, in matching order,
+    with per-key context kept in the snapshot (see `operators.cep.Enrich`).
     """
     if not processing_time and (timestamp_of is None or watermarks is None):
         raise ValueError(f"{step_id}: event-time matching needs timestamp_of and watermarks")
@@ -82,6 +84,7 @@ def match_pattern(
             select_timed_out=select_timed_out,
             processing_time=processing_time,
             clock=clock,
+            enrich=enrich,
         )
 
     logic()  # refuse a malformed pattern while the dataflow is being built
