@@ -1,0 +1,121 @@
+"""Fraud detection with CEP: a suspicious login strictly followed by a large
+transaction within ten minutes.
+
+Key `user_id`; watermark bound 2 min; events are matched per user in
+timestamp order once the watermark passes them. A login is suspicious when
+its `location` differs from the location of every earlier event of this user
+(in timestamp order; an event without a location adds none), or when
+`failed_attempts > 0`. Pattern (Flink CEP):
+
+    begin("login").where(suspicious login)
+      .next("transaction").where(event_type == "transaction" and amount > 10000)
+      .within(10 min)
+
+As in Flink, a partial match expires once an event's timestamp reaches the
+login's + 10 min. One alert per match: `{"user_id", "login_event_id",
+"transaction_event_id", "amount", "login_timestamp",
+"transaction_timestamp"}`. The set of locations seen per user is operator
+state, kept across recovery. Late events go to the late output.
+
+    python -m bytewax.run flows.fraud_detection:flow
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from eventio import metrics
+from eventio.config import IOConfig, setting, split_overrides
+from eventio.deadletter import DeadLetter
+from eventio.event import Event
+from eventio.flowio import read_events, write_dead_letters, write_late, write_output
+from operators.eventtime import BoundedOutOfOrderness
+from operators.nfa import Match
+from operators.pattern_matching import match_pattern
+from operators.patterns import Pattern
+
+MINUTE = 60_000
+
+Flagged = tuple[Event, bool]
+"""An event and whether it is a suspicious login."""
+
+
+def flag_suspicious(user: str, event: Event, context: dict[str, Any]) -> Flagged:
+    """Mark suspicious logins, then remember the event's location; runs in
+    timestamp order per user (the CEP operator's enrich hook)."""
+    seen: set[str] = context.setdefault("locations", set())
+    location = event.location
+    suspicious = event.event_type == "login" and (
+        (location is not None and location not in seen) or (event.failed_attempts or 0) > 0
+    )
+    if location is not None:
+        seen.add(location)
+    return (event, suspicious)
+
+
+def fraud_pattern(threshold: float, within_ms: int) -> Pattern:
+    """Suspicious login, next a transaction above `threshold`, within `within_ms`."""
+    return (
+        Pattern.begin("login")
+        .where(lambda x: x[1])
+        .next("transaction")
+        .where(lambda x: x[0].event_type == "transaction" and (x[0].amount or 0) > threshold)
+        .within(within_ms)
+    )
+
+
+def alert(user: str, match: Match) -> dict[str, Any]:
+    """The alert record of one match."""
+    login, tx = match["login"][0][0], match["transaction"][0][0]
+    return {
+        "user_id": user,
+        "login_event_id": login.event_id,
+        "transaction_event_id": tx.event_id,
+        "amount": tx.amount,
+        "login_timestamp": login.timestamp,
+        "transaction_timestamp": tx.timestamp,
+    }
+
+
+def _failed_condition(item: tuple[str, Any, str]) -> DeadLetter:
+    user, element, message = item
+    event = element[0] if isinstance(element, tuple) else element
+    return DeadLetter(event.channel or "?", None, None, user.encode(), event.to_json().encode(),
+                      "ConditionError", message)
+
+
+def build(**overrides: Any) -> Dataflow:
+    """The flow, configured by the environment and `overrides`
+    (`watermark_bound_ms`, `amount_threshold`, `within_ms`, `shards`, IO settings)."""
+    io, rest = split_overrides(overrides)
+    cfg = IOConfig.from_env(io)
+    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
+    pattern = fraud_pattern(setting("amount_threshold", 10_000.0, rest), setting("within_ms", 10 * MINUTE, rest))
+    metrics.serve_from_env()
+
+    flow = Dataflow("fraud_detection")
+    src = read_events(flow, "read", cfg)
+    found = match_pattern(
+        "fraud",
+        op.key_on("by_user", src.events, attrgetter("user_id")),
+        pattern,
+        timestamp_of=attrgetter("timestamp"),
+        watermarks=lambda: BoundedOutOfOrderness(bound),
+        select=alert,
+        enrich=flag_suspicious,
+        partition_of=attrgetter("channel"),
+        expected_channels=src.channels,
+        shards=setting("shards", 32, rest),
+    )
+    write_output("out", op.map("alerts", found.down, lambda kv: kv[1]), cfg, key_of=lambda a: a["user_id"])
+    write_late("late", op.map("late_events", found.late, lambda kv: kv[1]), cfg)
+    errors = op.merge("all_errors", src.errors, op.map("failed", found.errors, _failed_condition))
+    write_dead_letters("dlq", errors, cfg)
+    return flow
+
+
+flow = build()
