@@ -1,0 +1,131 @@
+"""Quarterly reports per region.
+
+Key `region` (events without one go to the dead-letter output); calendar
+quarters of `REPORT_TIMEZONE` as event-time windows (`CalendarWindows`: a
+quarter runs from local midnight of January, April, July or October 1st to
+the next one, so in Europe/Berlin it starts at 23:00 or 22:00 UTC the day
+before); watermark bound 2 min; events beyond the allowed lateness go to the
+late output.
+
+One output per firing: `{"region", "year", "quarter", "window_start",
+"window_end", "event_count", "total_amount", "is_late_update"}` where `year`
+and `quarter` (1-4) name the local quarter, `window_start`/`window_end` are
+its bounds in epoch ms (end exclusive), `event_count` counts the region's
+events and `total_amount` sums their `amount` (events without one add 0),
+rounded to cents. With allowed lateness, an event arriving after its quarter
+fired re-fires it with the updated totals and `is_late_update: true`.
+
+| variable | default | meaning |
+|---|---|---|
+| `REPORT_TIMEZONE` | `UTC` | IANA time zone whose calendar quarters are reported |
+| `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the watermark |
+| `ALLOWED_LATENESS_MS` | `0` | how long after a quarter closes late events still update it |
+| `IDLE_TIMEOUT_MS` | `0` (off) | input partitions silent this long stop holding the watermark |
+| `SHARDS` | `32` | state shards |
+
+    python -m bytewax.run flows.quarterly_reports:flow
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from operator import attrgetter
+from typing import Any, Callable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from eventio import metrics
+from eventio.config import IOConfig, setting, split_overrides
+from eventio.event import Event
+from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
+from operators.eventtime import BoundedOutOfOrderness
+from operators.window_operator import AggregateFunction, WindowResult
+from operators.windowing import window
+from operators.windows import CalendarWindows
+
+MINUTE = 60_000
+
+
+class CountAndTotal(AggregateFunction[Event, list, tuple[int, float]]):
+    """[events, sum of amount]."""
+
+    def create(self) -> list:
+        return [0, 0.0]
+
+    def add(self, acc: list, event: Event) -> list:
+        acc[0] += 1
+        if event.amount is not None:
+            acc[1] += event.amount
+        return acc
+
+    def merge(self, a: list, b: list) -> list:
+        return [a[0] + b[0], a[1] + b[1]]
+
+    def result(self, acc: list) -> tuple[int, float]:
+        return (acc[0], acc[1])
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The report's time zone; an unknown name is refused at build time."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as ex:
+        raise ValueError(f"REPORT_TIMEZONE {name!r} is not a known IANA time zone") from ex
+
+
+def quarter_record(tz: ZoneInfo) -> Callable[[tuple[str, WindowResult]], dict[str, Any]]:
+    """The output record of one quarter firing."""
+
+    def record(item: tuple[str, WindowResult]) -> dict[str, Any]:
+        region, r = item
+        count, total = r.value
+        local = datetime.fromtimestamp(r.window_start // 1000, tz)
+        return {
+            "region": region,
+            "year": local.year,
+            "quarter": (local.month - 1) // 3 + 1,
+            "window_start": r.window_start,
+            "window_end": r.window_end,
+            "event_count": count,
+            "total_amount": round(total, 2),
+            "is_late_update": r.is_late_update,
+        }
+
+    return record
+
+
+def build(**overrides: Any) -> Dataflow:
+    """The flow, configured by the environment and `overrides`
+    (`report_timezone`, `watermark_bound_ms`, `allowed_lateness_ms`,
+    `idle_timeout_ms`, `shards`, IO settings)."""
+    io, rest = split_overrides(overrides)
+    cfg = IOConfig.from_env(io)
+    tz = time_zone(setting("report_timezone", "UTC", rest))
+    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
+    idle = setting("idle_timeout_ms", 0, rest)
+    metrics.serve_from_env()
+
+    flow = Dataflow("quarterly_reports")
+    src = require("regional", read_events(flow, "read", cfg), "region")
+    quarters = window(
+        "quarters",
+        op.key_on("by_region", src.events, attrgetter("region")),
+        assigner=CalendarWindows("quarter", tz),
+        allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
+        aggregate=CountAndTotal(),
+        timestamp_of=attrgetter("timestamp"),
+        watermarks=lambda: BoundedOutOfOrderness(bound),
+        partition_of=attrgetter("channel"),
+        expected_channels=src.channels,
+        idle_timeout_ms=idle or None,
+        shards=setting("shards", 32, rest),
+    )
+    write_output("out", op.map("format", quarters.down, quarter_record(tz)), cfg, key_of=lambda r: r["region"])
+    write_late("late", op.map("late_events", quarters.late, lambda kv: kv[1]), cfg)
+    write_dead_letters("dlq", src.errors, cfg)
+    return flow
+
+
+flow = build()
