@@ -72,7 +72,10 @@ class TriggerContext(Protocol):
 
 
 class Trigger(ABC):
-    """Decides when a window fires; see the module docstring."""
+    """Decides when a window fires; see the module docstring. Triggers that
+    read processing time set `needs_clock`."""
+
+    needs_clock: bool = False
 
     @abstractmethod
     def on_element(self, value: Any, ts: int, window: Window, ctx: TriggerContext) -> TriggerResult:
@@ -133,6 +136,8 @@ class EventTimeTrigger(Trigger):
 class ProcessingTimeTrigger(Trigger):
     """Fires when processing time reaches the window's max timestamp. The
     default for processing-time windows."""
+
+    needs_clock = True
 
     def on_element(self, value: Any, ts: int, window: Window, ctx: TriggerContext) -> TriggerResult:
         ctx.register_processing_time_timer(window.max_timestamp)
@@ -226,6 +231,8 @@ class CountOrTimeoutTrigger(Trigger):
     the earliest deadline.
     """
 
+    needs_clock = True
+
     def __init__(self, count: int, timeout_ms: int) -> None:
         self.count = _positive("count", count)
         self.timeout_ms = _positive("timeout_ms", timeout_ms)
@@ -279,6 +286,7 @@ class PurgingTrigger(Trigger):
 
     def __init__(self, nested: Trigger) -> None:
         self.nested = nested
+        self.needs_clock = nested.needs_clock
 
     @staticmethod
     def _purging(result: TriggerResult) -> TriggerResult:

@@ -19,7 +19,7 @@ Bytewax. Rules, as in Flink:
   `merge`, or concatenated element lists) and their trigger state (`on_merge`).
 
 Results go to port `down` as `(key, WindowResult)`; elements an assigner
-rejects (`InvalidElement`) go to port `invalid` as `(key, value, reason)`.
+rejects (`InvalidElement`) go to port `invalid` as `(key, (value, reason))`.
 
 Window functions: an incremental `AggregateFunction` (`create`, `add(acc,
 value)`, `merge`, `result`), a process function `(key, window, elements,
@@ -38,8 +38,7 @@ from __future__ import annotations
 
 import heapq
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable, Generic, Hashable, Iterable, Optional, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, TypeVar, Union
 
 from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
 from operators.triggers import EventTimeTrigger, Trigger, TriggerResult, default_trigger
@@ -135,8 +134,7 @@ class Aggregate(AggregateFunction[V, A, R]):
         return cls(list, _append, _concat, list)
 
 
-@dataclass(slots=True)
-class WindowResult:
+class WindowResult(NamedTuple):
     """One firing of one window of one key."""
 
     key: str
@@ -149,6 +147,11 @@ class WindowResult:
     @property
     def window(self) -> Window:
         return Window(self.window_start, self.window_end)
+
+
+_new_tuple = tuple.__new__
+"""`_new_tuple(WindowResult, fields)` builds a result without the Python-level
+`__new__` of named tuples; results are built on every firing."""
 
 
 class _Missing:
@@ -216,7 +219,7 @@ class WindowOperator(EventTimeLogic[V]):
     `assigner` places elements in windows; `trigger` defaults to the
     assigner's Flink default; `allowed_lateness_ms` applies to event-time
     windows; give `aggregate`, `process` or both; `clock` supplies processing
-    time (required by processing-time assigners and triggers).
+    time (required by assigners and triggers that set `needs_clock`).
     """
 
     def __new__(cls, assigner: WindowAssigner, **kwargs: Any) -> "WindowOperator[V]":
@@ -245,10 +248,10 @@ class WindowOperator(EventTimeLogic[V]):
         if assigner.is_merging:
             if not trigger.can_merge():
                 raise ValueError(f"{trigger!r} cannot be used with merging windows ({assigner!r})")
-            if aggregate is not None and getattr(aggregate, "merge", None) is None:
+            if aggregate is not None and not _can_merge(aggregate):
                 raise ValueError(f"merging windows ({assigner!r}) need an aggregate with merge")
-        if not assigner.is_event_time and clock is None:
-            raise ValueError(f"processing-time windows ({assigner!r}) need a clock")
+        if clock is None and (assigner.needs_clock or trigger.needs_clock):
+            raise ValueError(f"{assigner!r} with {trigger!r} reads processing time: give a clock")
         self.assigner = assigner
         self.trigger = trigger
         self.allowed_lateness_ms = allowed_lateness_ms
@@ -265,13 +268,13 @@ class WindowOperator(EventTimeLogic[V]):
         """Evaluate a window's contents and emit its result(s) on `down`."""
         process = self.process
         if process is None:
-            result = WindowResult(key, start, end, self._result(acc), late, wm)
+            result = _new_tuple(WindowResult, (key, start, end, self._result(acc), late, wm))
             self.emitted.append(("down", (key, result)))
             return
         elements = list(acc) if self.aggregate is None else [self._result(acc)]
         append = self.emitted.append
         for value in process(key, Window(start, end), elements, wm):
-            append(("down", (key, WindowResult(key, start, end, value, late, wm))))
+            append(("down", (key, _new_tuple(WindowResult, (key, start, end, value, late, wm)))))
 
     def _tagged(self, state: Any) -> tuple[str, Any]:
         return (type(self).__name__, state)
@@ -284,6 +287,13 @@ class WindowOperator(EventTimeLogic[V]):
                 "the window assigner or trigger changed"
             )
         return state
+
+
+def _can_merge(aggregate: AggregateFunction[Any, Any, Any]) -> bool:
+    merge = getattr(aggregate, "merge", None)
+    if merge is None:
+        return False
+    return getattr(type(aggregate), "merge", None) is not AggregateFunction.merge
 
 
 def _engine_for(assigner: WindowAssigner, trigger: Optional[Trigger]) -> type[WindowOperator[Any]]:
@@ -304,9 +314,13 @@ def _engine_for(assigner: WindowAssigner, trigger: Optional[Trigger]) -> type[Wi
 class _FixedWindows(WindowOperator[V]):
     """Fixed-size event-time windows with the event-time trigger.
 
-    State: `(key, window_start) -> accumulator`. Each window is scheduled once,
-    when created: in `_fire` at its max timestamp (which also frees it when
-    there is no allowed lateness) and in `_cleanup` at its cleanup time.
+    All keys share the windows of a fixed-size assigner, so state is
+    `window start -> {key: accumulator}` and timers are per window start, not
+    per key: `_to_fire` holds the starts whose on-time firing is pending (a
+    window created after the watermark passed it fires on its elements
+    instead), `_to_free` every start, in cleanup order. Flat dicts of strings
+    and accumulators also keep the garbage collector's work independent of
+    the number of keys.
     """
 
     assigner: FixedSizeWindows
@@ -316,128 +330,122 @@ class _FixedWindows(WindowOperator[V]):
         self._size = assigner.size_ms
         self._slide = assigner.slide_ms
         self._offset = assigner.offset_ms
-        self._accs: dict[tuple[str, int], Any] = {}
-        self._fire = _TimerIndex()
-        self._cleanup = _TimerIndex()
+        self._windows: dict[int, dict[str, Any]] = {}
+        self._to_fire: list[int] = []
+        self._to_free: list[int] = []
 
-    def _open(self, k: tuple[str, int], max_ts: int, wm: int) -> None:
-        """Schedule a new window's firing and cleanup."""
-        lateness = self.allowed_lateness_ms
-        if max_ts > wm:
-            self._fire.add(max_ts, k)
-            if lateness:
-                self._cleanup.add(max_ts + lateness, k)
-        else:
-            self._cleanup.add(max_ts + lateness, k)
+    def _open(self, start: int, wm: int) -> dict[str, Any]:
+        """A new window start: its state and its timers."""
+        accs: dict[str, Any] = {}
+        self._windows[start] = accs
+        if start + self._size - 1 > wm:
+            heapq.heappush(self._to_fire, start)
+        heapq.heappush(self._to_free, start)
+        return accs
 
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
-        fire = self._fire
-        if fire.times and fire.times[0] <= wm:
-            accs = self._accs
-            size = self._size
-            keep = self.allowed_lateness_ms > 0
-            while (due := fire.pop_due(wm)) is not None:
-                for k in due[1]:
-                    acc = accs[k] if keep else accs.pop(k)
-                    self._emit(k[0], k[1], k[1] + size, acc, False, wm)
-        cleanup = self._cleanup
-        if cleanup.times and cleanup.times[0] <= wm:
-            accs = self._accs
-            while (due := cleanup.pop_due(wm)) is not None:
-                for k in due[1]:
-                    del accs[k]
+        last = self._size - 1
+        to_fire = self._to_fire
+        if to_fire and to_fire[0] + last <= wm:
+            while to_fire and to_fire[0] + last <= wm:
+                start = heapq.heappop(to_fire)
+                self._fire_all(start, start + self._size, self._windows[start], wm)
+        to_free = self._to_free
+        horizon = last + self.allowed_lateness_ms
+        while to_free and to_free[0] + horizon <= wm:
+            del self._windows[heapq.heappop(to_free)]
+
+    def _fire_all(self, start: int, end: int, accs: dict[str, Any], wm: int) -> None:
+        """The on-time firing of window `[start, end)` for every key."""
+        if self.process is not None:
+            for key, acc in accs.items():
+                self._emit(key, start, end, acc, False, wm)
+            return
+        result = self._result
+        append = self.emitted.append
+        for key, acc in accs.items():
+            append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, wm)))))
 
     def snapshot(self) -> Any:
-        return self._tagged((self._accs, self._fire, self._cleanup))
+        return self._tagged((self._windows, self._to_fire, self._to_free))
 
     def restore(self, state: Any) -> None:
-        self._accs, self._fire, self._cleanup = self._untagged(state)
+        self._windows, self._to_fire, self._to_free = self._untagged(state)
 
     def state_size(self) -> int:
-        return len(self._accs)
+        return sum(len(accs) for accs in self._windows.values())
 
 
 class _TumblingWindows(_FixedWindows[V]):
     """`_FixedWindows` for one window per element."""
 
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
-        start = ts - (ts - self._offset) % self._size
-        max_ts = start + self._size - 1
+        size = self._size
+        start = ts - (ts - self._offset) % size
+        max_ts = start + size - 1
         wm = self.watermark
         if max_ts + self.allowed_lateness_ms <= wm:
             self.emitted.append(("late", (key, value)))
             return
-        k = (key, start)
-        accs = self._accs
-        acc = accs.get(k, _MISSING)
-        if acc is _MISSING:
-            acc = self._create()
-            self._open(k, max_ts, wm)
-        acc = accs[k] = self._add(acc, value)
+        accs = self._windows.get(start)
+        if accs is None:
+            accs = self._open(start, wm)
+        acc = accs.get(key, _MISSING)
+        acc = accs[key] = self._add(self._create() if acc is _MISSING else acc, value)
         if max_ts <= wm:
-            self._emit(key, start, start + self._size, acc, True, wm)
+            self._emit(key, start, start + size, acc, True, wm)
 
 
 class _SlidingWindows(_FixedWindows[V]):
-    """`_FixedWindows` for overlapping windows."""
+    """`_FixedWindows` for overlapping windows, or windows with gaps."""
 
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         size = self._size
         wm = self.watermark
-        horizon = wm - self.allowed_lateness_ms - size + 1
-        accs = self._accs
-        add = self._add
         last = ts - (ts - self._offset) % self._slide
         if last <= ts - size:  # in the gap between windows (slide > size)
             if ts + self.allowed_lateness_ms <= wm:
                 self.emitted.append(("late", (key, value)))
             return
+        horizon = wm - self.allowed_lateness_ms - size + 1
+        windows = self._windows
+        add = self._add
         skipped = True
         for start in range(last, ts - size, -self._slide):
             if start <= horizon:
                 break  # this window and all earlier ones are late
             skipped = False
-            k = (key, start)
-            acc = accs.get(k, _MISSING)
-            max_ts = start + size - 1
-            if acc is _MISSING:
-                acc = self._create()
-                self._open(k, max_ts, wm)
-            acc = accs[k] = add(acc, value)
-            if max_ts <= wm:
+            accs = windows.get(start)
+            if accs is None:
+                accs = self._open(start, wm)
+            acc = accs.get(key, _MISSING)
+            acc = accs[key] = add(self._create() if acc is _MISSING else acc, value)
+            if start + size - 1 <= wm:
                 self._emit(key, start, start + size, acc, True, wm)
         if skipped:
             self.emitted.append(("late", (key, value)))
 
 
-class _Session:
-    """One open session of a key."""
-
-    __slots__ = ("start", "end", "acc")
-
-    def __init__(self, start: int, end: int, acc: Any) -> None:
-        self.start = start
-        self.end = end
-        self.acc = acc
-
-    def __getstate__(self) -> tuple[int, int, Any]:
-        return (self.start, self.end, self.acc)
-
-    def __setstate__(self, state: tuple[int, int, Any]) -> None:
-        self.start, self.end, self.acc = state
+Session = tuple[int, int, Any]
+"""One open session: (start, end, accumulator)."""
 
 
 class _EventTimeSessions(WindowOperator[V]):
     """Event-time sessions with the event-time trigger.
 
-    State per key: its sessions, sorted by start and pairwise apart. A
-    session's next action is its firing at `end - 1` while the watermark is
+    State: one dict entry per key holding the time the key is scheduled for
+    (`due`) and its sessions: the tuple `(due, start, end, acc)` for the usual
+    single open session, the list `[due, (start, end, acc), ...]` sorted by
+    start when disorder left several apart. One lookup per element, and plain
+    tuples the garbage collector untracks.
+
+    A session's next action is its firing at `end - 1` while the watermark is
     below that, then its cleanup `allowed_lateness` later. Each key is
-    scheduled once, at the earliest next action of its sessions (`_due`);
+    scheduled once, at or before the earliest next action of its sessions;
     extending a session does not touch the schedule: when a key comes due its
-    sessions are checked and the key rescheduled. The firing of a session
-    happens when a key is processed at exactly its max timestamp.
+    sessions are checked and the key rescheduled. A session fires when its
+    key is processed at exactly its max timestamp.
     """
 
     assigner: SessionWindows
@@ -445,8 +453,8 @@ class _EventTimeSessions(WindowOperator[V]):
     def __init__(self, assigner: SessionWindows, **kwargs: Any) -> None:
         super().__init__(assigner, **kwargs)
         self._gap_ms = assigner.gap_ms
-        self._sessions: dict[str, list[_Session]] = {}
-        self._due: dict[str, int] = {}
+        self._gap_of = assigner.gap_of
+        self._keys: dict[str, Any] = {}
         self._timers = _TimerIndex()
         self._count = 0
 
@@ -454,122 +462,160 @@ class _EventTimeSessions(WindowOperator[V]):
         gap = self._gap_ms
         if gap is None:
             try:
-                gap = self.assigner.gap(value)
-            except InvalidElement as ex:
-                self.emitted.append(("invalid", (key, value, str(ex))))
+                gap = self._gap_of(value)
+            except Exception:
+                gap = None
+            if gap.__class__ is not int or gap <= 0:  # type: ignore[operator]
+                self._invalid(key, value)
                 return
-        end = ts + gap
+        end = ts + gap  # type: ignore[operator]
         wm = self.watermark
-        sessions = self._sessions.get(key)
-        if sessions is not None and len(sessions) == 1:
-            s = sessions[0]
-            if s.start <= end and ts <= s.end:
-                if ts < s.start:
-                    s.start = ts
-                if end > s.end:
-                    s.end = end
-                s.acc = self._add(s.acc, value)
-                self._touched(key, s, wm)
+        state = self._keys.get(key)
+        if state.__class__ is tuple:
+            due, start, stop, acc = state
+            if start <= end and ts <= stop:
+                pending = stop - 1 > wm
+                if ts < start:
+                    start = ts
+                if end > stop:
+                    stop = end
+                acc = self._add(acc, value)
+                if not pending:
+                    due = self._touched(key, due, start, stop, acc, wm)
+                self._keys[key] = (due, start, stop, acc)
                 return
-        if sessions is None:
+        elif state is None:
             if end - 1 + self.allowed_lateness_ms <= wm:
                 self.emitted.append(("late", (key, value)))
                 return
-            s = _Session(ts, end, self._add(self._create(), value))
-            self._sessions[key] = [s]
+            acc = self._add(self._create(), value)
             self._count += 1
-            self._touched(key, s, wm)
+            self._keys[key] = (self._touched(key, None, ts, end, acc, wm), ts, end, acc)
             return
-        self._insert(key, sessions, ts, end, value, wm)
+        self._insert(key, state, ts, end, value, wm)
 
-    def _insert(self, key: str, sessions: list[_Session], start: int, end: int, value: V, wm: int) -> None:
+    def _invalid(self, key: str, value: V) -> None:
+        """Report an element whose dynamic gap is unusable, with the reason."""
+        try:
+            self.assigner.gap(value)
+            reason = "session gap extractor is not deterministic"
+        except InvalidElement as ex:
+            reason = str(ex)
+        self.emitted.append(("invalid", (key, (value, reason))))
+
+    def _insert(self, key: str, state: Any, start: int, end: int, value: V, wm: int) -> None:
         """Add `[start, end)` to a key's sessions, merging those it touches."""
-        hits = [s for s in sessions if s.start <= end and start <= s.end]
-        if not hits:
-            if end - 1 + self.allowed_lateness_ms <= wm:
-                self.emitted.append(("late", (key, value)))
-                return
-            s = _Session(start, end, self._add(self._create(), value))
-            sessions.append(s)
-            sessions.sort(key=_session_start)
-            self._count += 1
-        else:
-            s = hits[0]
-            merge = self._merge
+        due: int = state[0]
+        hits: list[Session] = []
+        sessions: list[Session] = []
+        for s in [state[1:]] if state.__class__ is tuple else state[1:]:
+            (hits if s[0] <= end and start <= s[1] else sessions).append(s)
+        if hits:
+            acc = hits[0][2]
             for other in hits[1:]:
-                s.acc = merge(s.acc, other.acc)
-                s.end = other.end
-                sessions.remove(other)
+                acc = self._merge(acc, other[2])
+            start = min(start, hits[0][0])
+            end = max(end, hits[-1][1])
             self._count -= len(hits) - 1
-            s.start = min(s.start, start)
-            s.end = max(s.end, end)
-            s.acc = self._add(s.acc, value)
-        self._touched(key, s, wm)
+        elif end - 1 + self.allowed_lateness_ms <= wm:
+            self.emitted.append(("late", (key, value)))
+            return
+        else:
+            acc = self._create()
+            self._count += 1
+        acc = self._add(acc, value)
+        sessions.append((start, end, acc))
+        sessions.sort(key=_session_start)
+        self._store(key, self._touched(key, due, start, end, acc, wm), sessions)
 
-    def _touched(self, key: str, s: _Session, wm: int) -> None:
-        """After an element: fire a session the watermark has passed, and make
-        sure the key is scheduled no later than the session's next action."""
-        max_ts = s.end - 1
+    def _store(self, key: str, due: Optional[int], sessions: list[Session]) -> None:
+        if not sessions:
+            del self._keys[key]
+        elif len(sessions) == 1:
+            self._keys[key] = (due, *sessions[0])
+        else:
+            self._keys[key] = [due, *sessions]
+
+    def _touched(self, key: str, due: Optional[int], start: int, end: int, acc: Any, wm: int) -> int:
+        """After an element: fire a session the watermark has passed; return
+        the key's due time, scheduling the key earlier if the session's next
+        action comes before `due`."""
+        max_ts = end - 1
         if max_ts > wm:
             action = max_ts
         else:
-            self._emit(key, s.start, s.end, s.acc, True, wm)
+            self._emit(key, start, end, acc, True, wm)
             action = max_ts + self.allowed_lateness_ms
-        due = self._due.get(key)
         if due is None or action < due:
-            self._due[key] = action
             self._timers.add(action, key)
+            return action
+        return due
 
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
         timers = self._timers
         if not timers.times or timers.times[0] > wm:
             return
-        due_of = self._due
+        states = self._keys
+        lateness = self.allowed_lateness_ms
+        result = None if self.process is not None else self._result
+        append = self.emitted.append
         while (due := timers.pop_due(wm)) is not None:
             t, keys = due
             for key in keys:
-                if due_of.get(key) == t:
-                    self._process_key(key, t, wm)
+                state = states.get(key)
+                if state is None or state[0] != t:
+                    continue  # rescheduled or gone
+                if state.__class__ is not tuple or result is None:
+                    self._process_key(key, state, t, wm)
+                    continue
+                _, start, end, acc = state  # the common case, inlined
+                max_ts = end - 1
+                if max_ts == t:
+                    append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, wm)))))
+                if max_ts + lateness <= t:
+                    del states[key]
+                    self._count -= 1
+                else:
+                    nxt = max_ts if max_ts > t else max_ts + lateness
+                    states[key] = (nxt, start, end, acc)
+                    timers.add(nxt, key)
 
-    def _process_key(self, key: str, t: int, wm: int) -> None:
+    def _process_key(self, key: str, state: Any, t: int, wm: int) -> None:
         """Fire the key's sessions ending at `t`, free those whose cleanup
         time has come, reschedule the key at its next action."""
         lateness = self.allowed_lateness_ms
-        sessions = self._sessions[key]
-        kept: list[_Session] = []
+        sessions = [state[1:]] if state.__class__ is tuple else state[1:]
+        kept: list[Session] = []
         nxt: Optional[int] = None
-        for s in sessions:
-            max_ts = s.end - 1
+        for session in sessions:
+            start, end, acc = session
+            max_ts = end - 1
             if max_ts == t:
-                self._emit(key, s.start, s.end, s.acc, False, wm)
+                self._emit(key, start, end, acc, False, wm)
             if max_ts + lateness <= t:
                 continue
-            kept.append(s)
+            kept.append(session)
             action = max_ts if max_ts > t else max_ts + lateness
             if nxt is None or action < nxt:
                 nxt = action
         self._count -= len(sessions) - len(kept)
-        if nxt is None:
-            del self._sessions[key]
-            del self._due[key]
-            return
-        sessions[:] = kept
-        self._due[key] = nxt
-        self._timers.add(nxt, key)
+        self._store(key, nxt, kept)
+        if nxt is not None:
+            self._timers.add(nxt, key)
 
     def snapshot(self) -> Any:
-        return self._tagged((self._sessions, self._due, self._timers, self._count))
+        return self._tagged((self._keys, self._timers, self._count))
 
     def restore(self, state: Any) -> None:
-        self._sessions, self._due, self._timers, self._count = self._untagged(state)
+        self._keys, self._timers, self._count = self._untagged(state)
 
     def state_size(self) -> int:
         return self._count
 
 
-def _session_start(s: _Session) -> int:
-    return s.start
+def _session_start(s: Session) -> int:
+    return s[0]
 
 
 class _Slot:
@@ -681,11 +727,11 @@ class _GeneralWindows(WindowOperator[V]):
         index.remove(time, (key, window))
 
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
-        now = 0 if self.clock is None else self.clock()
+        now = self.clock() if self.assigner.needs_clock else 0  # type: ignore[misc]
         try:
             windows = self.assigner.assign(ts, value, now)
         except InvalidElement as ex:
-            self.emitted.append(("invalid", (key, value, str(ex))))
+            self.emitted.append(("invalid", (key, (value, str(ex)))))
             return
         if not windows:
             self._late_if_behind(key, ts, value)

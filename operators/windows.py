@@ -16,8 +16,9 @@ belongs to, as Flink's `WindowAssigner` does:
 
 Custom assigners subclass `WindowAssigner` and implement
 `assign(ts, value, now_ms) -> windows`; merging ones set `is_merging = True`
-and may override `merge_windows`. `now_ms` is processing time from the
-operator's injected clock. An assigner that cannot place an element raises
+and may override `merge_windows`; processing-time ones set
+`is_event_time = False` and `needs_clock = True` to receive processing time
+from the operator's injected clock as `now_ms` (0 otherwise). An assigner that cannot place an element raises
 `InvalidElement`; the operator sends that element to its `invalid` port.
 """
 
@@ -89,13 +90,15 @@ class WindowAssigner(ABC):
 
     `is_event_time` says which clock closes the windows: event-time windows
     fire and are cleaned up by the watermark and can be late; processing-time
-    windows are closed by the injected clock and are never late.
+    windows are closed by the injected clock and are never late;
+    `needs_clock` assigners read that clock (`now_ms`).
     `is_merging` assigners produce windows the operator merges with
     `merge_windows` (Flink's `MergingWindowAssigner`).
     """
 
     is_merging: ClassVar[bool] = False
     is_event_time: ClassVar[bool] = True
+    needs_clock: ClassVar[bool] = False
 
     @abstractmethod
     def assign(self, ts: int, value: Any, now_ms: int) -> Sequence[Window]:
@@ -158,6 +161,7 @@ class TumblingProcessingTimeWindows(FixedSizeWindows):
     """Tumbling windows of the processing time at which elements arrive."""
 
     is_event_time = False
+    needs_clock = True
 
     def __init__(self, size_ms: int, offset_ms: int = 0) -> None:
         super().__init__(size_ms, size_ms, offset_ms)
@@ -167,6 +171,7 @@ class SlidingProcessingTimeWindows(FixedSizeWindows):
     """Sliding windows of the processing time at which elements arrive."""
 
     is_event_time = False
+    needs_clock = True
 
 
 GapOf = Callable[[Any], int]
@@ -228,6 +233,7 @@ class ProcessingTimeSessionWindows(SessionWindows):
     each element opens `[now, now + gap)`."""
 
     is_event_time = False
+    needs_clock = True
 
 
 CALENDAR_UNITS = ("day", "week", "month", "quarter", "year")

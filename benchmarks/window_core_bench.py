@@ -1,0 +1,142 @@
+"""Throughput and memory of the window operator core, called directly.
+
+Each (scenario, key count) runs in its own process so peak RSS is its own.
+Events are generated before timing; the watermark follows the stream with a
+bounded out-of-orderness of 2 s, advanced after every element as the wiring
+does, and jumps to the maximum at the end (closing every window).
+
+    python benchmarks/window_core_bench.py [--events N] [--keys 1000,10000,1000000]
+        [--scenarios tumbling,sessions,sliding]
+
+Scenarios: `tumbling` 1-minute windows counting; `sessions` event-time
+sessions whose gap comes from each element (5 to 60 s), counting; `sliding`
+1-hour windows every 5 minutes, counting. Reported: events/s over the element
+loop (including watermark calls and firings), events/s including the final
+flush, open windows before the flush, peak RSS and RSS of the input alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from operators.eventtime import MAX_WATERMARK  # noqa: E402
+from operators.window_operator import Aggregate, WindowOperator  # noqa: E402
+from operators.windows import (  # noqa: E402
+    EventTimeSessionWindows,
+    SlidingEventTimeWindows,
+    TumblingEventTimeWindows,
+    WindowAssigner,
+)
+
+BOUND_MS = 2_000
+SCENARIOS = ("tumbling", "sessions", "sliding")
+
+
+def session_gap(value: tuple[int, int]) -> int:
+    return value[1]
+
+
+def assigner_for(scenario: str) -> WindowAssigner:
+    if scenario == "tumbling":
+        return TumblingEventTimeWindows(60_000)
+    if scenario == "sessions":
+        return EventTimeSessionWindows.with_dynamic_gap(session_gap)
+    return SlidingEventTimeWindows(3_600_000, 300_000)
+
+
+def make_events(n: int, keys: int, scenario: str) -> list[tuple[str, int, Any]]:
+    """`n` events over `keys` users; 10 events per ms of event time for
+    sliding windows (so hours pass), one per ms otherwise; up to 1 s of
+    disorder."""
+    rng = random.Random(7)
+    names = [f"user-{i:07d}" for i in range(keys)]
+    step = 10 if scenario == "sliding" else 1
+    base = 1_700_000_000_000
+    events = []
+    for i in range(n):
+        ts = base + i * step - rng.randrange(1000)
+        events.append((names[rng.randrange(keys)], ts, (i, rng.randrange(5_000, 60_000))))
+    return events
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_one(scenario: str, keys: int, n: int) -> dict[str, Any]:
+    events = make_events(n, keys, scenario)
+    input_rss = rss_mb()
+    core = WindowOperator(assigner_for(scenario), aggregate=Aggregate.count())
+    on_element = core.on_element
+    on_watermark = core.on_watermark
+    max_ts = -(2**63)
+    fired = 0
+    start = time.perf_counter()
+    for key, ts, value in events:
+        on_element(key, ts, value)
+        if ts > max_ts:
+            max_ts = ts
+            wm = ts - BOUND_MS - 1
+            if wm > core.watermark:
+                on_watermark(wm)
+        if len(core.emitted) > 10_000:
+            fired += len(core.emitted)
+            core.emitted = []
+    loop_s = time.perf_counter() - start
+    open_windows = core.state_size()
+    on_watermark(MAX_WATERMARK)
+    fired += len(core.emitted)
+    total_s = time.perf_counter() - start
+    return {
+        "scenario": scenario,
+        "keys": keys,
+        "events": n,
+        "events_per_s": round(n / loop_s),
+        "events_per_s_with_flush": round(n / total_s),
+        "open_windows": open_windows,
+        "results": fired,
+        "peak_rss_mb": round(rss_mb()),
+        "input_rss_mb": round(input_rss),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--keys", default="1000,10000,1000000")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--one", nargs=2, metavar=("SCENARIO", "KEYS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.events)))
+        return
+    header = f"{'scenario':<10}{'keys':>9}{'events/s':>11}{'w/ flush':>11}{'open':>10}{'results':>10}{'peak MB':>9}{'input MB':>10}"
+    print(header)
+    for scenario in args.scenarios.split(","):
+        for keys in args.keys.split(","):
+            out = subprocess.run(
+                [sys.executable, __file__, "--events", str(args.events), "--one", scenario, keys],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            r = json.loads(out.stdout)
+            print(
+                f"{r['scenario']:<10}{r['keys']:>9}{r['events_per_s']:>11}{r['events_per_s_with_flush']:>11}"
+                f"{r['open_windows']:>10}{r['results']:>10}{r['peak_rss_mb']:>9}{r['input_rss_mb']:>10}",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Bytewax operators for keyed event-time windows (Flink's `window(...)`).
+
+Thin wrappers: the semantics live in `operators/window_operator.py`, the
+sharding and watermark plumbing in `operators/keyed.py`. Example:
+
+    out = window(
+        "clicks_per_minute", keyed_clicks,
+        assigner=TumblingEventTimeWindows(60_000),
+        aggregate=Aggregate.count(),
+        timestamp_of=lambda e: e.timestamp,
+        watermarks=lambda: BoundedOutOfOrderness(5_000),
+        allowed_lateness_ms=60_000,
+    )
+    # out.down: (key, WindowResult); out.late: (key, value);
+    # out.invalid: (key, (value, reason))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable, Optional, Sequence, Union
+
+from bytewax.dataflow import Stream
+from bytewax.operators import KeyedStream
+
+from operators.eventtime import Clock, WatermarkGenerator
+from operators.keyed import DEFAULT_SHARDS, keyed_event_time, system_clock_ms
+from operators.triggers import CountTrigger, PurgingTrigger, Trigger
+from operators.window_operator import AggregateFunction, ProcessWindowFunction, WindowOperator, WindowResult
+from operators.windows import GlobalWindows, WindowAssigner
+
+PORTS = ("down", "late", "invalid")
+
+
+@dataclass(frozen=True)
+class WindowOut:
+    """The streams of a window step.
+
+    `down`: `(key, WindowResult)` for every firing; `late`: `(key, value)` for
+    elements all of whose windows were late (Flink's late-data side output);
+    `invalid`: `(key, (value, reason))` for elements the assigner rejected.
+    """
+
+    down: KeyedStream[WindowResult]
+    late: KeyedStream[Any]
+    invalid: KeyedStream[tuple[Any, str]]
+
+
+def window(
+    step_id: str,
+    up: KeyedStream[Any],
+    *,
+    assigner: WindowAssigner,
+    timestamp_of: Callable[[Any], int],
+    watermarks: Callable[[], WatermarkGenerator[Any]],
+    trigger: Optional[Trigger] = None,
+    allowed_lateness_ms: int = 0,
+    aggregate: Optional[AggregateFunction[Any, Any, Any]] = None,
+    process: Optional[ProcessWindowFunction] = None,
+    shards: int = DEFAULT_SHARDS,
+    partition_of: Optional[Callable[[Any], Hashable]] = None,
+    expected_channels: Union[int, Callable[[], int]] = 1,
+    idle_timeout_ms: Optional[int] = None,
+    clock: Clock = system_clock_ms,
+) -> WindowOut:
+    """Window a keyed stream with Flink's semantics.
+
+    `assigner`, `trigger`, `allowed_lateness_ms`, `aggregate` and `process` are
+    those of `WindowOperator`; `timestamp_of`, `watermarks`, `shards`,
+    `partition_of`, `expected_channels`, `idle_timeout_ms` and `clock` those
+    of `keyed_event_time`. A bad configuration raises at build time.
+    """
+
+    def logic() -> WindowOperator[Any]:
+        return WindowOperator(
+            assigner,
+            trigger=trigger,
+            allowed_lateness_ms=allowed_lateness_ms,
+            aggregate=aggregate,
+            process=process,
+            clock=clock,
+        )
+
+    try:
+        logic()
+    except (TypeError, ValueError) as ex:
+        raise ValueError(f"{step_id}: {ex}") from ex
+    streams: dict[str, Stream[Any]] = keyed_event_time(
+        step_id,
+        [up],
+        timestamp_of=timestamp_of,
+        watermarks=watermarks,
+        logic=logic,
+        ports=PORTS,
+        shards=shards,
+        partition_of=partition_of,
+        expected_channels=expected_channels,
+        idle_timeout_ms=idle_timeout_ms,
+        clock=clock,
+    )
+    return WindowOut(streams["down"], streams["late"], streams["invalid"])  # type: ignore[arg-type]
+
+
+def count_window(
+    step_id: str,
+    up: KeyedStream[Any],
+    count: int,
+    *,
+    aggregate: Optional[AggregateFunction[Any, Any, Any]] = None,
+    process: Optional[ProcessWindowFunction] = None,
+    **kwargs: Any,
+) -> WindowOut:
+    """Flink's `countWindow(count)`: every `count` elements of a key form one
+    window, evaluated and purged (global windows with a purging count
+    trigger). Other keyword arguments are those of `window`."""
+    return window(
+        step_id,
+        up,
+        assigner=GlobalWindows(),
+        trigger=PurgingTrigger(CountTrigger(count)),
+        aggregate=aggregate,
+        process=process,
+        **kwargs,
+    )
+
+
+__all__: Sequence[str] = ("PORTS", "WindowOut", "count_window", "window")
