@@ -1,0 +1,180 @@
+"""Multi-output processing: one validated main stream and three side outputs
+(the seed's MultiOutputProcessor).
+
+Every decoded event is validated. Business rules, checked in this order, the
+first failure naming the reason:
+- `unknown_event_type`: `event_type` not in `KNOWN_EVENT_TYPES`;
+- `negative_amount`: an `amount` below zero;
+- `missing_amount`: a `purchase` without `amount`.
+
+Outputs:
+- **main** (`OUTPUT_PATH` / `OUTPUT_TOPIC`, keyed by `user_id`): every valid
+  event as event JSON enriched with `"is_high_value"` (a purchase of at least
+  `HIGH_VALUE_THRESHOLD`) and `"event_date"` (UTC date of its timestamp,
+  `YYYY-MM-DD`).
+- **errors** (`ERRORS_PATH` / `ERRORS_TOPIC`, keyed by `user_id`): every
+  invalid event as `{"error": <reason>, "detail": <message>, "event": <event
+  JSON>}`, plus a summary of every dead letter (input that could not be
+  decoded) as `{"error": "undecodable", "detail": <reason>, "source",
+  "partition", "offset"}`; the dead letter itself, with its original bytes,
+  also goes to the dead-letter output as in every flow.
+- **audit** (`AUDIT_PATH` / `AUDIT_TOPIC`, keyed by `user_id`): valid events
+  that need an audit trail, as event JSON plus `"audit_reasons"`: any of
+  `high_value_purchase` and `admin_action` (an event whose `user_type` is
+  `admin`). Audited events are in the main output too.
+- **metrics** (`METRICS_OUTPUT_PATH` / `METRICS_TOPIC`, keyed by
+  `event_type`): valid events counted per `event_type` in tumbling
+  `METRICS_WINDOW_MS` (1 min) event-time windows, `{"event_type",
+  "window_start", "window_end", "count", "is_late_update"}`; watermark bound 2
+  min. Events too late for their minute go to the late output (they are
+  still in the main, audit and error outputs, which do not depend on time).
+
+| variable | default | meaning |
+|---|---|---|
+| `KNOWN_EVENT_TYPES` | `page_view,click,add_to_cart,purchase,login,logout,idle,transaction,role_change` | valid event types, comma-separated |
+| `HIGH_VALUE_THRESHOLD` | `1000.0` | purchases of at least this amount are high-value |
+| `ERRORS_PATH` / `ERRORS_TOPIC` | unset / `errors` | errors side output |
+| `AUDIT_PATH` / `AUDIT_TOPIC` | unset / `audit` | audit side output |
+| `METRICS_OUTPUT_PATH` / `METRICS_TOPIC` | unset / `metrics` | per-minute counts side output |
+| `METRICS_WINDOW_MS` | `60000` | metrics window size |
+| `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the metrics watermark |
+| `ALLOWED_LATENESS_MS` | `0` | allowed lateness of the metrics windows |
+| `SHARDS` | `32` | state shards |
+
+    python -m bytewax.run flows.multi_output:flow
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from operator import attrgetter
+from typing import Any, Optional, Union
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from eventio import metrics
+from eventio.config import IOConfig, setting, split_overrides
+from eventio.deadletter import DeadLetter
+from eventio.event import Event
+from eventio.flowio import read_events, write_dead_letters, write_json, write_late, write_output
+from operators.eventtime import BoundedOutOfOrderness
+from operators.window_operator import Aggregate, WindowResult
+from operators.windowing import window
+from operators.windows import TumblingEventTimeWindows
+
+MINUTE = 60_000
+KNOWN_EVENT_TYPES = "page_view,click,add_to_cart,purchase,login,logout,idle,transaction,role_change"
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """An event that broke a business rule."""
+
+    reason: str
+    detail: str
+    event: Event
+
+
+class Validator:
+    """The business rules and the enrichment of valid events."""
+
+    def __init__(self, known_types: frozenset[str], high_value: float) -> None:
+        if not known_types:
+            raise ValueError("KNOWN_EVENT_TYPES must name at least one event type")
+        self.known_types = known_types
+        self.high_value = high_value
+
+    def check(self, event: Event) -> Union[Event, Invalid]:
+        if event.event_type not in self.known_types:
+            return Invalid("unknown_event_type", f"event type {event.event_type!r} is not known", event)
+        amount = event.amount
+        if amount is not None and amount < 0:
+            return Invalid("negative_amount", f"amount {amount!r} is negative", event)
+        if amount is None and event.event_type == "purchase":
+            return Invalid("missing_amount", "a purchase must have an amount", event)
+        return event
+
+    def is_high_value(self, event: Event) -> bool:
+        return event.event_type == "purchase" and event.amount is not None and event.amount >= self.high_value
+
+    def enriched(self, event: Event) -> dict[str, Any]:
+        day = datetime.fromtimestamp(event.timestamp // 1000, timezone.utc).date().isoformat()
+        return {**event.to_dict(), "is_high_value": self.is_high_value(event), "event_date": day}
+
+    def audit(self, event: Event) -> Optional[dict[str, Any]]:
+        reasons = []
+        if self.is_high_value(event):
+            reasons.append("high_value_purchase")
+        if event.user_type == "admin":
+            reasons.append("admin_action")
+        if not reasons:
+            return None
+        return {**event.to_dict(), "audit_reasons": reasons}
+
+
+def invalid_record(invalid: Invalid) -> dict[str, Any]:
+    return {"error": invalid.reason, "detail": invalid.detail, "event": invalid.event.to_dict()}
+
+
+def dead_letter_record(letter: DeadLetter) -> dict[str, Any]:
+    return {"error": "undecodable", "detail": letter.message, "source": letter.source,
+            "partition": letter.partition, "offset": letter.offset}
+
+
+def metrics_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
+    event_type, r = item
+    return {"event_type": event_type, "window_start": r.window_start, "window_end": r.window_end,
+            "count": r.value, "is_late_update": r.is_late_update}
+
+
+def build(**overrides: Any) -> Dataflow:
+    """The flow, configured by the environment and `overrides`
+    (`known_event_types`, `high_value_threshold`, `errors_path`,
+    `errors_topic`, `audit_path`, `audit_topic`, `metrics_output_path`,
+    `metrics_topic`, `metrics_window_ms`, `watermark_bound_ms`,
+    `allowed_lateness_ms`, `shards`, IO settings)."""
+    io, rest = split_overrides(overrides)
+    cfg = IOConfig.from_env(io)
+    known = frozenset(t.strip() for t in setting("known_event_types", KNOWN_EVENT_TYPES, rest).split(",") if t.strip())
+    validator = Validator(known, setting("high_value_threshold", 1000.0, rest))
+    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
+    metrics.serve_from_env()
+
+    flow = Dataflow("multi_output")
+    src = read_events(flow, "read", cfg)
+    checked = op.branch("valid", op.map("validate", src.events, validator.check), lambda x: x.__class__ is Event)
+    valid = checked.trues
+
+    write_output("out", op.map("enrich", valid, validator.enriched), cfg, key_of=lambda r: r["user_id"])
+    write_json("audit", op.filter_map("audited", valid, validator.audit), cfg,
+               path=setting("audit_path", "", rest) or None, topic=setting("audit_topic", "audit", rest),
+               key_of=lambda r: r["user_id"])
+    errors = op.merge("errors", op.map("invalid", checked.falses, invalid_record),
+                      op.map("undecodable", src.errors, dead_letter_record))
+    write_json("errors_out", errors, cfg, path=setting("errors_path", "", rest) or None,
+               topic=setting("errors_topic", "errors", rest),
+               key_of=lambda r: r["event"]["user_id"] if "event" in r else None)
+
+    counts = window(
+        "per_minute",
+        op.key_on("by_type", valid, attrgetter("event_type")),
+        assigner=TumblingEventTimeWindows(setting("metrics_window_ms", MINUTE, rest)),
+        allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
+        aggregate=Aggregate.count(),
+        timestamp_of=attrgetter("timestamp"),
+        watermarks=lambda: BoundedOutOfOrderness(bound),
+        partition_of=attrgetter("channel"),
+        expected_channels=src.channels,
+        shards=setting("shards", 32, rest),
+    )
+    write_json("metrics_out", op.map("metrics", counts.down, metrics_record), cfg,
+               path=setting("metrics_output_path", "", rest) or None,
+               topic=setting("metrics_topic", "metrics", rest), key_of=lambda r: r["event_type"])
+    write_late("late", op.map("late_events", counts.late, lambda kv: kv[1]), cfg)
+    write_dead_letters("dlq", src.errors, cfg)
+    return flow
+
+
+flow = build()
