@@ -30,13 +30,11 @@ from operators.windows import (
 )
 from tests.windowing_reference import Reference, Spec
 
-settings.register_profile(
-    "window-properties",
-    max_examples=200,
+PROPERTY = settings(
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-settings.load_profile("window-properties")
 
 Event = tuple[str, int, int, int]
 
@@ -190,6 +188,7 @@ def check(spec: Spec, stream: list[Event], general: bool, style: str, restart_at
 
 @pytest.mark.parametrize("family", ["fixed", "sessions"])
 @pytest.mark.parametrize("trigger", TRIGGERS)
+@PROPERTY
 @given(
     data=st.data(),
     stream=events(),
@@ -203,6 +202,7 @@ def test_operator_matches_reference(
     check(spec, stream, general, style, None)
 
 
+@PROPERTY
 @given(spec=specs(), stream=events(), general=st.booleans(), data=st.data())
 def test_snapshot_restore_mid_stream_matches_reference(
     spec: Spec, stream: list[Event], general: bool, data: st.DataObject
