@@ -1,0 +1,263 @@
+"""ML features: per-user activity features over sliding windows, enriched
+with purchase history and scored by a pluggable model.
+
+1. **activity** — key `user_id`; sliding event-time windows of `WINDOW_MS`
+   (1 h) every `SLIDE_MS` (5 min); watermark bound 2 min; events too late
+   for all their windows go to the late output. Features of a window:
+   `events` (all events), `page_views`, `clicks`, `add_to_carts`,
+   `purchases` (events of those types), `spend` (sum of the purchases'
+   `amount`; a purchase without one adds 0), `distinct_categories` (distinct
+   `category` values), `sessions` (runs of events with no gap longer than
+   `SESSION_GAP_MS`, 30 min).
+2. **history** — a keyed co-process (`operators/joins.py: co_process`) of the
+   window results with the user's events keeps each user's lifetime
+   purchase count and spend. A window ending at `window_end` is enriched
+   with `lifetime_purchases` / `lifetime_spend`: the user's purchases with a
+   timestamp before `window_end` (those of the window included). The
+   co-process waits for the watermark of both inputs to pass the window's
+   end, so every on-time purchase before it is counted and none after it.
+   A purchase arriving behind that watermark is counted from the next
+   window on.
+3. **score** — the model scores the features. The default is a logistic
+   regression `1 / (1 + exp(-(intercept + sum(coefficient * feature))))`
+   whose `intercept` and `coefficients` (by feature name; a missing one is 0)
+   come from the JSON file `MODEL_PATH`; `build(model=...)` takes any object
+   with `score(features: Mapping[str, float]) -> float`.
+
+One output per window: `{"user_id", "window_end", "events", "page_views",
+"clicks", "add_to_carts", "purchases", "spend", "distinct_categories",
+"sessions", "lifetime_purchases", "lifetime_spend", "score"}` (amounts
+rounded to cents; the score is computed from the values as written).
+
+| variable | default | meaning |
+|---|---|---|
+| `MODEL_PATH` | `flows/config/ml_model.json` | logistic-regression coefficients (JSON) |
+| `WINDOW_MS` | `3600000` | feature window size |
+| `SLIDE_MS` | `300000` | feature window slide |
+| `SESSION_GAP_MS` | `1800000` | inactivity that separates sessions within a window |
+| `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the watermark |
+| `SHARDS` | `32` | state shards |
+
+    python -m bytewax.run flows.ml_features:flow
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Union
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from eventio import metrics
+from eventio.config import IOConfig, setting, split_overrides
+from eventio.event import Event
+from eventio.flowio import read_events, write_dead_letters, write_late, write_output
+from operators.co_process import Collector, Context, KeyedCoProcessFunction
+from operators.eventtime import MIN_WATERMARK, BoundedOutOfOrderness
+from operators.joins import co_process
+from operators.window_operator import AggregateFunction, WindowResult
+from operators.windowing import window
+from operators.windows import SlidingEventTimeWindows
+
+MINUTE = 60_000
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "config" / "ml_model.json"
+COUNTED_TYPES = {"page_view": "page_views", "click": "clicks", "add_to_cart": "add_to_carts", "purchase": "purchases"}
+WINDOW_FEATURES = ("events", "page_views", "clicks", "add_to_carts", "purchases", "spend",
+                   "distinct_categories", "sessions")
+FEATURES = WINDOW_FEATURES + ("lifetime_purchases", "lifetime_spend")
+
+
+class Model(Protocol):
+    """Anything that scores a feature vector."""
+
+    def score(self, features: Mapping[str, float]) -> float: ...
+
+
+class ModelError(ValueError):
+    """A model configuration that cannot be used; the message says why."""
+
+
+class LogisticModel:
+    """Logistic regression over named features."""
+
+    def __init__(self, intercept: float, coefficients: Mapping[str, float]) -> None:
+        unknown = sorted(set(coefficients) - set(FEATURES))
+        if unknown:
+            raise ModelError(f"coefficients for unknown features {unknown}; features are {list(FEATURES)}")
+        for name, value in [("intercept", intercept), *coefficients.items()]:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ModelError(f"{name} must be a finite number, got {value!r}")
+        self.intercept = float(intercept)
+        self.weights = [(name, float(w)) for name, w in coefficients.items() if w]
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path]) -> "LogisticModel":
+        """Read `{"intercept": b, "coefficients": {feature: w, ...}}`."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as ex:
+            raise ModelError(f"cannot read the model {path}: {ex}") from ex
+        if not isinstance(data, dict) or not isinstance(data.get("coefficients"), dict):
+            raise ModelError(f"{path}: expected an object with \"intercept\" and \"coefficients\"")
+        try:
+            return cls(data.get("intercept", 0.0), data["coefficients"])
+        except ModelError as ex:
+            raise ModelError(f"{path}: {ex}") from ex
+
+    def score(self, features: Mapping[str, float]) -> float:
+        x = self.intercept + sum(w * features[name] for name, w in self.weights)
+        if x >= 0:
+            return 1.0 / (1.0 + math.exp(-x))
+        e = math.exp(x)
+        return e / (1.0 + e)
+
+
+class ActivityFeatures(AggregateFunction[Event, list, dict[str, float]]):
+    """[counts by feature, spend, categories, timestamps] -> window features."""
+
+    def __init__(self, session_gap_ms: int) -> None:
+        if session_gap_ms <= 0:
+            raise ValueError(f"SESSION_GAP_MS must be > 0, got {session_gap_ms}")
+        self.session_gap_ms = session_gap_ms
+
+    def create(self) -> list:
+        return [dict.fromkeys(COUNTED_TYPES.values(), 0), 0.0, set(), []]
+
+    def add(self, acc: list, event: Event) -> list:
+        feature = COUNTED_TYPES.get(event.event_type)
+        if feature is not None:
+            acc[0][feature] += 1
+            if feature == "purchases" and event.amount is not None:
+                acc[1] += event.amount
+        if event.category is not None:
+            acc[2].add(event.category)
+        acc[3].append(event.timestamp)
+        return acc
+
+    def result(self, acc: list) -> dict[str, float]:
+        stamps = sorted(acc[3])
+        gap = self.session_gap_ms
+        sessions = 1 + sum(1 for a, b in zip(stamps, stamps[1:]) if b - a > gap)
+        return {"events": len(stamps), **acc[0], "spend": acc[1], "distinct_categories": len(acc[2]),
+                "sessions": sessions}
+
+
+class PurchaseHistory(KeyedCoProcessFunction[WindowResult, Event]):
+    """Enriches window results (left) with the user's lifetime purchases
+    (from the events, right) before each window's end; see the module
+    docstring. State per user: `count`/`spend` folded up to `upto`,
+    `pending` purchases after it, `rows` waiting for the watermark."""
+
+    def process_element1(self, value: WindowResult, ctx: Context, out: Collector) -> None:
+        if ctx.timestamp <= ctx.timer_service.current_watermark():
+            self._emit(value, ctx, out)
+            return
+        ctx.state.setdefault("rows", []).append(value)
+        ctx.timer_service.register_event_time_timer(ctx.timestamp)
+
+    def process_element2(self, value: Event, ctx: Context, out: Collector) -> None:
+        if value.event_type != "purchase":
+            return
+        state = ctx.state
+        amount = value.amount or 0.0
+        if value.timestamp <= state.get("upto", MIN_WATERMARK):
+            state["count"] = state.get("count", 0) + 1
+            state["spend"] = state.get("spend", 0.0) + amount
+        else:
+            state.setdefault("pending", []).append((value.timestamp, amount))
+
+    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
+        state = ctx.state
+        rows = state.pop("rows", [])
+        waiting = []
+        for row in rows:
+            if row.window_end - 1 <= timestamp:
+                self._emit(row, ctx, out)
+            else:
+                waiting.append(row)
+        if waiting:
+            state["rows"] = waiting
+
+    def _emit(self, row: WindowResult, ctx: Context, out: Collector) -> None:
+        state = ctx.state
+        until = row.window_end - 1
+        count, spend = state.get("count", 0), state.get("spend", 0.0)
+        pending = state.pop("pending", None)
+        if pending:
+            later = []
+            for ts, amount in pending:
+                if ts <= until:
+                    count += 1
+                    spend += amount
+                else:
+                    later.append((ts, amount))
+            if later:
+                state["pending"] = later
+        state["count"], state["spend"] = count, spend
+        state["upto"] = max(state.get("upto", MIN_WATERMARK), until)
+        out.collect((row, count, spend))
+
+
+def scored_record(model: Model) -> Any:
+    """The output record of one enriched window."""
+
+    def record(item: tuple[str, tuple[WindowResult, int, float]]) -> dict[str, Any]:
+        user, (row, count, spend) = item
+        features = dict(row.value)
+        features["spend"] = round(features["spend"], 2)
+        features["lifetime_purchases"] = count
+        features["lifetime_spend"] = round(spend, 2)
+        return {"user_id": user, "window_end": row.window_end, **features, "score": model.score(features)}
+
+    return record
+
+
+def build(**overrides: Any) -> Dataflow:
+    """The flow, configured by the environment and `overrides`
+    (`model_path`, `model`, `window_ms`, `slide_ms`, `session_gap_ms`,
+    `watermark_bound_ms`, `shards`, IO settings)."""
+    io, rest = split_overrides(overrides)
+    cfg = IOConfig.from_env(io)
+    model: Model = rest.get("model") or LogisticModel.from_file(setting("model_path", str(DEFAULT_MODEL_PATH), rest))
+    if not callable(getattr(model, "score", None)):
+        raise ModelError(f"model must have a score(features) method, got {model!r}")
+    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
+    shards = setting("shards", 32, rest)
+    metrics.serve_from_env()
+
+    flow = Dataflow("ml_features")
+    src = read_events(flow, "read", cfg)
+    by_user = op.key_on("by_user", src.events, attrgetter("user_id"))
+    activity = window(
+        "activity",
+        by_user,
+        assigner=SlidingEventTimeWindows(setting("window_ms", 60 * MINUTE, rest), setting("slide_ms", 5 * MINUTE, rest)),
+        aggregate=ActivityFeatures(setting("session_gap_ms", 30 * MINUTE, rest)),
+        timestamp_of=attrgetter("timestamp"),
+        watermarks=lambda: BoundedOutOfOrderness(bound),
+        partition_of=attrgetter("channel"),
+        expected_channels=src.channels,
+        shards=shards,
+    )
+    enriched = co_process(
+        "history",
+        activity.down,
+        by_user,
+        function=PurchaseHistory(),
+        timestamp_of=(lambda r: r.window_end - 1, attrgetter("timestamp")),
+        watermarks=(lambda: BoundedOutOfOrderness(0), lambda: BoundedOutOfOrderness(bound)),
+        partition_of=lambda v: v.channel if v.__class__ is Event else "windows",
+        expected_channels=(1, src.channels),
+        shards=shards,
+    )
+    write_output("out", op.map("score", enriched.down, scored_record(model)), cfg, key_of=lambda r: r["user_id"])
+    write_late("late", op.map("late_events", activity.late, lambda kv: kv[1]), cfg)
+    write_dead_letters("dlq", src.errors, cfg)
+    return flow
+
+
+flow = build()
