@@ -12,8 +12,9 @@ set, else to `DLQ_TOPIC` in the same transactions as the results.
 Settings: the IO variables (`KAFKA_BOOTSTRAP_SERVERS`, `INPUT_TOPIC`,
 `OUTPUT_TOPIC`, `DLQ_TOPIC`/`ERROR_OUTPUT_PATH`, `START_OFFSET`) plus
 `TRANSACTIONAL_ID_PREFIX` (default `exactly-once`), `SINK_PARTITIONS`
-(transactional producers, default 4, fixed for a recovery store) and
-`HEARTBEAT_MS` (default 500). Exactly-once needs recovery:
+(transactional producers, default 4, fixed for a recovery store),
+`HEARTBEAT_MS` (default 500) and `SINK_TIMEOUT_S` (how long a Kafka call of
+the sink may take before the flow stops, default 30). Exactly-once needs recovery:
 
     python -m recovery.directories init state/ 1
     python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0
@@ -40,7 +41,7 @@ from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_out
 Stats = tuple[int, float, int]
 """(events, sum of values, events with a value) of one user."""
 
-_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms")
+_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms", "sink_timeout_s")
 
 
 def running_stats(state: Optional[Stats], event: Event) -> tuple[Stats, dict[str, Any]]:
@@ -72,8 +73,8 @@ def _dead_letter_message(topic: str, letter: DeadLetter) -> tuple[str, KafkaSink
 
 
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides` (IO settings,
-    `transactional_id_prefix`, `sink_partitions`, `heartbeat_ms`)."""
+    """The flow, configured by the environment and `overrides` (IO settings
+    and the lower-case names of the settings above)."""
     io, rest = split_overrides(overrides)
     unknown = sorted(set(rest) - set(_SETTINGS))
     if unknown:
@@ -85,6 +86,7 @@ def build(**overrides: Any) -> Dataflow:
         cfg.output_topic,
         transactional_id_prefix=setting("transactional_id_prefix", "exactly-once", rest),
         partitions=setting("sink_partitions", 4, rest),
+        timeout_s=setting("sink_timeout_s", 30.0, rest),
     )
     metrics.serve_from_env()
 

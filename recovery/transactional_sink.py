@@ -52,6 +52,11 @@ class FencedError(RuntimeError):
     """Another instance with the same transactional id took over this partition."""
 
 
+class CommitTimeoutError(RuntimeError):
+    """A transaction could not be committed in time; the epoch stays pending
+    in the recovery store and a resumed execution commits it."""
+
+
 class KafkaTransactionalWriter:
     """One transactional producer plus the progress group it commits to."""
 
@@ -131,19 +136,29 @@ class KafkaTransactionalWriter:
                 self._producer.poll(0.05)
 
     def _retrying(self, call: Callable[[float], None]) -> None:
-        """`call(timeout)`, again while it fails with a retriable error."""
-        deadline = time.monotonic() + self._timeout_s * self._max_attempts
+        """`call(timeout)`, again while it fails with a retriable error, for at
+        most the writer's timeout in all."""
+        deadline = time.monotonic() + self._timeout_s
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                call(self._timeout_s)
+                call(max(remaining, 0.1))
                 return
             except KafkaException as ex:
-                if not ex.args[0].retriable() or time.monotonic() > deadline:
+                if not ex.args[0].retriable():
                     raise
+                if time.monotonic() >= deadline:
+                    raise CommitTimeoutError(
+                        f"commit of transactional id {self.transactional_id!r} did not complete "
+                        f"within {self._timeout_s}s (broker unreachable, or the id was taken over "
+                        f"by another instance); stopping without committing: {ex.args[0].str()}"
+                    ) from ex
 
     def close(self) -> None:
+        """Drop anything not committed (closing never commits)."""
         self._group.close()
-        self._producer.flush(self._timeout_s)
+        self._producer.purge()
+        self._producer.flush(0)
 
 
 class _TransactionalPartition(StatefulSinkPartition[Message, SinkState]):
