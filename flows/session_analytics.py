@@ -1,0 +1,118 @@
+"""Session analytics: per-user sessions with a gap that depends on the event.
+
+Key `user_id`; event-time session windows whose gap comes from each event's
+type (login 30 min, purchase 60 min, page_view 10 min, idle 2 min, anything
+else 15 min), merged as Flink's `MergingWindowSet` does; watermark bound
+2 min; allowed lateness 5 min, late updates re-fire the session with
+`is_late_update` set; events beyond it go to the late output.
+
+One output per firing:
+`{"user_id", "session_start", "session_end", "duration_ms", "event_count",
+"page_views", "purchases", "total_spent", "is_late_update"}` where
+`session_end` is the window's exclusive end (last event + its gap) and
+`duration_ms = session_end - session_start`.
+
+    python -m bytewax.run flows.session_analytics:flow
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from eventio import metrics
+from eventio.config import IOConfig, setting, split_overrides
+from eventio.event import Event
+from eventio.flowio import read_events, write_dead_letters, write_late, write_output
+from operators.eventtime import BoundedOutOfOrderness
+from operators.window_operator import AggregateFunction, WindowResult
+from operators.windowing import window
+from operators.windows import EventTimeSessionWindows
+
+MINUTE = 60_000
+GAPS_MS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE, "idle": 2 * MINUTE}
+DEFAULT_GAP_MS = 15 * MINUTE
+
+
+def session_gap(event: Event) -> int:
+    """The inactivity gap an event opens, by its type."""
+    return GAPS_MS.get(event.event_type, DEFAULT_GAP_MS)
+
+
+class SessionStats(AggregateFunction[Event, list, tuple[int, int, int, float]]):
+    """[events, page views, purchases, total spent], merged by addition."""
+
+    def create(self) -> list:
+        return [0, 0, 0, 0.0]
+
+    def add(self, acc: list, event: Event) -> list:
+        acc[0] += 1
+        kind = event.event_type
+        if kind == "page_view":
+            acc[1] += 1
+        elif kind == "purchase":
+            acc[2] += 1
+            if event.amount is not None:
+                acc[3] += event.amount
+        return acc
+
+    def merge(self, a: list, b: list) -> list:
+        return [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
+
+    def result(self, acc: list) -> tuple[int, int, int, float]:
+        return (acc[0], acc[1], acc[2], acc[3])
+
+
+def session_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
+    """The output record of one session firing."""
+    user, r = item
+    count, page_views, purchases, spent = r.value
+    return {
+        "user_id": user,
+        "session_start": r.window_start,
+        "session_end": r.window_end,
+        "duration_ms": r.window_end - r.window_start,
+        "event_count": count,
+        "page_views": page_views,
+        "purchases": purchases,
+        "total_spent": round(spent, 2),
+        "is_late_update": r.is_late_update,
+    }
+
+
+def build(**overrides: Any) -> Dataflow:
+    """The flow, configured by the environment and `overrides`
+    (`watermark_bound_ms`, `allowed_lateness_ms`, `shards`, IO settings)."""
+    io, rest = split_overrides(overrides)
+    cfg = IOConfig.from_env(io)
+    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
+    lateness = setting("allowed_lateness_ms", 5 * MINUTE, rest)
+    idle = setting("idle_timeout_ms", 0, rest)
+    metrics.serve_from_env()
+
+    flow = Dataflow("session_analytics")
+    src = read_events(flow, "read", cfg)
+    by_user = op.key_on("by_user", src.events, attrgetter("user_id"))
+    sessions = window(
+        "sessions",
+        by_user,
+        assigner=EventTimeSessionWindows.with_dynamic_gap(session_gap),
+        allowed_lateness_ms=lateness,
+        aggregate=SessionStats(),
+        timestamp_of=attrgetter("timestamp"),
+        watermarks=lambda: BoundedOutOfOrderness(bound),
+        partition_of=attrgetter("channel"),
+        expected_channels=src.channels,
+        idle_timeout_ms=idle or None,
+        shards=setting("shards", 32, rest),
+    )
+    write_output("out", op.map("format", sessions.down, session_record), cfg, key_of=lambda r: r["user_id"])
+    write_late("late", op.map("late_events", sessions.late, lambda kv: kv[1]), cfg)
+    write_dead_letters("dlq", src.errors, cfg)
+    return flow
+
+
+flow = build()

@@ -1,0 +1,150 @@
+"""flows.session_analytics against the brute-force Flink reference.
+
+Expected outputs are computed by `tests/windowing_reference.py` (Flink's
+window-operator rules, written independently of `operators/`) from the same
+events, never by the flow's own code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bytewax.testing import cluster_main, run_main
+
+from eventio import generators
+from eventio.broker import EmbeddedBroker
+from eventio.demo import read_topic
+from flows.session_analytics import build
+from tests.windowing_reference import Reference, Spec
+
+MINUTE = 60_000
+GAPS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE, "idle": 2 * MINUTE}
+
+
+def _stats(elements: list[tuple[str, float]]) -> tuple[int, int, int, float]:
+    return (
+        len(elements),
+        sum(1 for kind, _ in elements if kind == "page_view"),
+        sum(1 for kind, _ in elements if kind == "purchase"),
+        round(float(sum(amount for kind, amount in elements if kind == "purchase")), 2),
+    )
+
+
+def expected(events: list[dict[str, Any]], bound: int = 2 * MINUTE, lateness: int = 5 * MINUTE) -> tuple[Counter, list[str]]:
+    """Session records and late event ids, by the reference simulation."""
+    spec = Spec(kind="dynamic", gap_of=lambda v: GAPS.get(v[0], 15 * MINUTE), lateness=lateness,
+                bound=bound, evaluate=lambda els: _stats([(kind, amount) for kind, amount, _ in els]))
+    stream = [(e["user_id"], e["timestamp"], (e["event_type"], e.get("amount") or 0.0, e["event_id"]), 0)
+              for e in events]
+    firings, late = Reference(spec).run(stream)
+    records = Counter()
+    for user, start, end, (count, views, purchases, spent), is_late, _ in firings:
+        records[json.dumps([user, start, end, end - start, count, views, purchases, spent, is_late])] += 1
+    return records, sorted(v[2] for _, v in late)
+
+
+def observed(lines: list[dict[str, Any]]) -> Counter:
+    return Counter(
+        json.dumps([r["user_id"], r["session_start"], r["session_end"], r["duration_ms"], r["event_count"],
+                    r["page_views"], r["purchases"], round(float(r["total_spent"]), 2), r["is_late_update"]])
+        for r in lines
+    )
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _write(path: Path, events: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def _files(tmp_path: Path) -> dict[str, str]:
+    return {name: str(tmp_path / f"{name}.jsonl") for name in ("input_path", "output_path", "late_output_path", "error_output_path")}
+
+
+def test_out_of_order_and_late_events_match_flinks_rules(tmp_path: Path) -> None:
+    events = list(generators.disorder(generators.sessions(4000, seed=11, users=40), seed=11,
+                                      bound_ms=3 * MINUTE, late_fraction=0.03, late_by_ms=20 * MINUTE))
+    paths = _files(tmp_path)
+    _write(Path(paths["input_path"]), events)
+    run_main(build(**paths))
+    want, want_late = expected(events)
+    got = observed(_read(Path(paths["output_path"])))
+    assert got == want
+    assert sum(1 for r in _read(Path(paths["output_path"])) if r["is_late_update"]) > 0
+    assert sorted(e["event_id"] for e in _read(Path(paths["late_output_path"]))) == want_late
+    assert want_late, "the input should contain events beyond the allowed lateness"
+    assert _read(Path(paths["error_output_path"])) == []
+
+
+def test_two_workers_give_the_same_sessions_as_one(tmp_path: Path) -> None:
+    events = list(generators.sessions(3000, seed=5, users=60))
+    results = []
+    for workers in (1, 2):
+        paths = _files(tmp_path / f"w{workers}")
+        Path(paths["input_path"]).parent.mkdir()
+        _write(Path(paths["input_path"]), events)
+        cluster_main(build(**paths), [], 0, worker_count_per_proc=workers)
+        results.append(observed(_read(Path(paths["output_path"]))))
+    assert results[0] == results[1] == expected(events)[0]
+
+
+def test_kafka_to_kafka_with_three_partitions(broker: EmbeddedBroker, topic_name: str) -> None:
+    """Each partition is in order, so per-partition watermarks make nothing late."""
+    events = list(generators.sessions(3000, seed=8, users=50))
+    names = {k: f"{topic_name}-{k}" for k in ("in", "out", "late", "dlq")}
+    broker.create_topics({names["in"]: 3, names["out"]: 1, names["late"]: 1, names["dlq"]: 1})
+    generators.write_records(events, None, names["in"], broker.bootstrap_servers)
+    run_main(build(kafka_bootstrap_servers=broker.bootstrap_servers, input_topic=names["in"],
+                   output_topic=names["out"], late_topic=names["late"], dlq_topic=names["dlq"],
+                   stop_at_end=True))
+    records = [json.loads(v) for _, v in read_topic(broker.bootstrap_servers, names["out"])]
+    assert observed(records) == expected(events)[0]
+    assert not any(r["is_late_update"] for r in records)
+    assert read_topic(broker.bootstrap_servers, names["late"]) == []
+
+
+def test_killed_and_resumed_run_ends_with_the_same_sessions(tmp_path: Path) -> None:
+    """SIGKILL mid-run, resume from recovery: same results as an uninterrupted
+    run (which the smaller tests above check against the reference)."""
+    events = list(generators.disorder(generators.sessions(250_000, seed=3, users=5000), seed=3,
+                                      bound_ms=MINUTE, late_fraction=0.01, late_by_ms=10 * MINUTE))
+    inp = tmp_path / "in.jsonl"
+    _write(inp, events)
+    recovery = tmp_path / "recovery"
+    recovery.mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True)
+    out = tmp_path / "out.jsonl"
+    env = dict(os.environ, INPUT_PATH=str(inp), OUTPUT_PATH=str(out),
+               LATE_OUTPUT_PATH=str(tmp_path / "late.jsonl"), ERROR_OUTPUT_PATH=str(tmp_path / "err.jsonl"))
+    cmd = [sys.executable, "-m", "bytewax.run", "flows.session_analytics:flow", "-r", str(recovery),
+           "-s", "1", "-b", "0"]
+    rnd = random.Random(1)
+    kills = 0
+    for _ in range(6):
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        try:
+            proc.wait(timeout=rnd.uniform(0.8, 3.0))
+            break
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+    else:
+        subprocess.run(cmd, env=env, check=True, timeout=300)
+    assert kills >= 1, "the run finished before it could be killed; make the input larger"
+    uninterrupted = {n: str(tmp_path / f"plain-{n}.jsonl") for n in ("output_path", "late_output_path", "error_output_path")}
+    run_main(build(input_path=str(inp), **uninterrupted))
+    assert observed(_read(out)) == observed(_read(Path(uninterrupted["output_path"])))
+    assert sorted(e["event_id"] for e in _read(tmp_path / "late.jsonl")) == sorted(
+        e["event_id"] for e in _read(Path(uninterrupted["late_output_path"])))
