@@ -25,6 +25,7 @@ from bytewax.dataflow import Dataflow
 
 from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
+from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
 from operators.eventtime import BoundedOutOfOrderness
@@ -83,6 +84,13 @@ def session_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
     }
 
 
+def unusable_gap(item: tuple[str, tuple[Event, str]]) -> DeadLetter:
+    """A dead letter for an event whose session gap could not be computed."""
+    user, (event, reason) = item
+    return DeadLetter(event.channel or "?", None, None, user.encode(), event.to_json().encode(),
+                      "InvalidElement", reason)
+
+
 def build(**overrides: Any) -> Dataflow:
     """The flow, configured by the environment and `overrides`
     (`watermark_bound_ms`, `allowed_lateness_ms`, `shards`, IO settings)."""
@@ -111,7 +119,7 @@ def build(**overrides: Any) -> Dataflow:
     )
     write_output("out", op.map("format", sessions.down, session_record), cfg, key_of=lambda r: r["user_id"])
     write_late("late", op.map("late_events", sessions.late, lambda kv: kv[1]), cfg)
-    write_dead_letters("dlq", src.errors, cfg)
+    write_dead_letters("dlq", op.merge("all_errors", src.errors, op.map("bad_gap", sessions.invalid, unusable_gap)), cfg)
     return flow
 
 
