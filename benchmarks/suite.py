@@ -54,3 +54,55 @@ def kafka_raw_consume(n: int) -> Result:
     from benchmarks.kafka import raw_consume
 
     return raw_consume(n)
+
+
+MINUTE = 60_000
+GAPS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE, "idle": 2 * MINUTE}
+
+
+def _ours(n: int, keys: int, kind: str, recovery: bool = False) -> Result:
+    """Our window operator: count per key, fed by TestingSource."""
+    import tempfile
+    from operator import itemgetter
+
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+
+    from operators.eventtime import BoundedOutOfOrderness
+    from operators.window_operator import Aggregate
+    from operators.windowing import window
+    from operators.windows import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
+
+    assigners = {
+        "tumbling": TumblingEventTimeWindows(MINUTE),
+        "sliding": SlidingEventTimeWindows(60 * MINUTE, 5 * MINUTE),
+        "sessions": EventTimeSessionWindows.with_dynamic_gap(lambda x: GAPS.get(x[3], 15 * MINUTE)),
+    }
+    items = keyed_events(n, keys)
+    flow = Dataflow("ours")
+    src = op.input("in", flow, TestingSource(items, batch_size=BATCH))
+    out = window("count", op.key_on("key", src, itemgetter(0)), assigner=assigners[kind],
+                 aggregate=Aggregate.count(), timestamp_of=itemgetter(1),
+                 watermarks=lambda: BoundedOutOfOrderness(2 * MINUTE))
+    results: list[Any] = []
+    op.output("out", out.down, TestingSink(results))
+    started = time.perf_counter()
+    if recovery:
+        with tempfile.TemporaryDirectory() as d:
+            init_db_dir(d, 1)
+            run_main(flow, epoch_interval=timedelta(seconds=10), recovery_config=RecoveryConfig(d))
+    else:
+        run_main(flow)
+    return {"events": n, "seconds": time.perf_counter() - started, "x_outputs": len(results)}
+
+
+for keys in (100, 1_000, 10_000, 1_000_000):
+    base = f"bytewax_tumbling_count_{keys}_keys" if keys in (100, 10_000) else None
+    case(f"tumbling_count_{keys}_keys", f"our window(), tumbling 1 min count, 1,000,000 events, {keys:,} keys",
+         baseline=base, n=1_000_000, keys=keys, kind="tumbling")(_ours)
+    base = f"bytewax_sessions_{keys}_keys" if keys in (100, 10_000) else None
+    case(f"dynamic_sessions_{keys}_keys", f"our window(), dynamic-gap sessions count, 1,000,000 events, {keys:,} keys",
+         baseline=base, n=1_000_000, keys=keys, kind="sessions")(_ours)
+case("sliding_1h_5m_10000_keys", "our window(), sliding 1 h / 5 min count, 1,000,000 events, 10,000 keys",
+     n=1_000_000, keys=10_000, kind="sliding")(_ours)
+case("dynamic_sessions_10000_keys_recovery", "as dynamic_sessions_10000_keys with recovery on, epoch (-s) 10 s",
+     baseline="dynamic_sessions_10000_keys", n=1_000_000, keys=10_000, kind="sessions", recovery=True)(_ours)
