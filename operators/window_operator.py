@@ -36,6 +36,7 @@ general engine, a direct rendering of Flink's trigger and merging machinery.
 
 from __future__ import annotations
 
+import gc
 import heapq
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, TypeVar, Union
@@ -276,6 +277,26 @@ class WindowOperator(EventTimeLogic[V]):
         for value in process(key, Window(start, end), elements, wm):
             append(("down", (key, _new_tuple(WindowResult, (key, start, end, value, late, wm)))))
 
+    def _fire_due(self, wm: int) -> None:
+        """Run `_advance(wm)` with the cyclic garbage collector paused.
+
+        A watermark can fire a great many windows at once (a million sessions
+        at the end of input); their results are new acyclic tuples, and CPython
+        would otherwise re-scan the growing result list in repeated full
+        collections. Reference counting still frees memory meanwhile.
+        """
+        paused = gc.isenabled()
+        if paused:
+            gc.disable()
+        try:
+            self._advance(wm)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _advance(self, wm: int) -> None:
+        """Fire and free what is due at watermark `wm` (engines override)."""
+
     def _tagged(self, state: Any) -> tuple[str, Any]:
         return (type(self).__name__, state)
 
@@ -345,12 +366,16 @@ class _FixedWindows(WindowOperator[V]):
 
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
+        to_free = self._to_free
+        if to_free and to_free[0] + self._size - 1 <= wm:  # something may fire or be freed
+            self._fire_due(wm)
+
+    def _advance(self, wm: int) -> None:
         last = self._size - 1
         to_fire = self._to_fire
-        if to_fire and to_fire[0] + last <= wm:
-            while to_fire and to_fire[0] + last <= wm:
-                start = heapq.heappop(to_fire)
-                self._fire_all(start, start + self._size, self._windows[start], wm)
+        while to_fire and to_fire[0] + last <= wm:
+            start = heapq.heappop(to_fire)
+            self._fire_all(start, start + self._size, self._windows[start], wm)
         to_free = self._to_free
         horizon = last + self.allowed_lateness_ms
         while to_free and to_free[0] + horizon <= wm:
@@ -553,9 +578,16 @@ class _EventTimeSessions(WindowOperator[V]):
 
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
+        times = self._timers.times
+        if times and times[0] <= wm:
+            self._fire_due(wm)
+
+    def _advance(self, wm: int) -> None:
+        """Process every key due by `wm`, in time order: fire its sessions
+        ending at the due time `t`, free those whose cleanup time has come,
+        reschedule the key at its next action. A key with one session is
+        handled here; `_process_sessions` handles the rest."""
         timers = self._timers
-        if not timers.times or timers.times[0] > wm:
-            return
         states = self._keys
         lateness = self.allowed_lateness_ms
         result = None if self.process is not None else self._result
@@ -566,13 +598,16 @@ class _EventTimeSessions(WindowOperator[V]):
                 state = states.get(key)
                 if state is None or state[0] != t:
                     continue  # rescheduled or gone
-                if state.__class__ is not tuple or result is None:
-                    self._process_key(key, state, t, wm)
+                if state.__class__ is not tuple:
+                    self._process_sessions(key, state[1:], t, wm)
                     continue
-                _, start, end, acc = state  # the common case, inlined
+                _, start, end, acc = state
                 max_ts = end - 1
                 if max_ts == t:
-                    append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, wm)))))
+                    if result is None:
+                        self._emit(key, start, end, acc, False, wm)
+                    else:
+                        append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, wm)))))
                 if max_ts + lateness <= t:
                     del states[key]
                     self._count -= 1
@@ -581,11 +616,9 @@ class _EventTimeSessions(WindowOperator[V]):
                     states[key] = (nxt, start, end, acc)
                     timers.add(nxt, key)
 
-    def _process_key(self, key: str, state: Any, t: int, wm: int) -> None:
-        """Fire the key's sessions ending at `t`, free those whose cleanup
-        time has come, reschedule the key at its next action."""
+    def _process_sessions(self, key: str, sessions: list[Session], t: int, wm: int) -> None:
+        """`_advance` for a key with several sessions."""
         lateness = self.allowed_lateness_ms
-        sessions = [state[1:]] if state.__class__ is tuple else state[1:]
         kept: list[Session] = []
         nxt: Optional[int] = None
         for session in sessions:
@@ -830,9 +863,12 @@ class _GeneralWindows(WindowOperator[V]):
 
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
+        times = self._event.times
+        if times and times[0] <= wm:
+            self._fire_due(wm)
+
+    def _advance(self, wm: int) -> None:
         timers = self._event
-        if not timers.times or timers.times[0] > wm:
-            return
         while (due := timers.pop_due(wm)) is not None:
             t, entries = due
             for key, window in entries:
