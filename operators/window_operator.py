@@ -39,7 +39,7 @@ from __future__ import annotations
 import gc
 import heapq
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, TypeVar, Union
+from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, TypeVar
 
 from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
 from operators.triggers import EventTimeTrigger, Trigger, TriggerResult, default_trigger
