@@ -36,6 +36,10 @@ Outputs:
 | `ERRORS_PATH` / `ERRORS_TOPIC` | unset / `errors` | errors side output |
 | `AUDIT_PATH` / `AUDIT_TOPIC` | unset / `audit` | audit side output |
 | `METRICS_OUTPUT_PATH` / `METRICS_TOPIC` | unset / `metrics` | per-minute counts side output |
+
+A side output whose path is unset goes next to `OUTPUT_PATH` when that is
+set (`out.jsonl` -> `out.errors.jsonl`, `out.audit.jsonl`,
+`out.metrics.jsonl`), else to its topic.
 | `METRICS_WINDOW_MS` | `60000` | metrics window size |
 | `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the metrics watermark |
 | `ALLOWED_LATENESS_MS` | `0` | allowed lateness of the metrics windows |
@@ -59,6 +63,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_json, write_late, write_output
+from flows.side_outputs import side_output_path
 from operators.eventtime import BoundedOutOfOrderness
 from operators.window_operator import Aggregate, WindowResult
 from operators.windowing import window
@@ -149,11 +154,11 @@ def build(**overrides: Any) -> Dataflow:
 
     write_output("out", op.map("enrich", valid, validator.enriched), cfg, key_of=lambda r: r["user_id"])
     write_json("audit", op.filter_map("audited", valid, validator.audit), cfg,
-               path=setting("audit_path", "", rest) or None, topic=setting("audit_topic", "audit", rest),
+               path=side_output_path(cfg, setting("audit_path", "", rest), "audit"), topic=setting("audit_topic", "audit", rest),
                key_of=lambda r: r["user_id"])
     errors = op.merge("errors", op.map("invalid", checked.falses, invalid_record),
                       op.map("undecodable", src.errors, dead_letter_record))
-    write_json("errors_out", errors, cfg, path=setting("errors_path", "", rest) or None,
+    write_json("errors_out", errors, cfg, path=side_output_path(cfg, setting("errors_path", "", rest), "errors"),
                topic=setting("errors_topic", "errors", rest),
                key_of=lambda r: r["event"]["user_id"] if "event" in r else None)
 
@@ -170,7 +175,7 @@ def build(**overrides: Any) -> Dataflow:
         shards=setting("shards", 32, rest),
     )
     write_json("metrics_out", op.map("metrics", counts.down, metrics_record), cfg,
-               path=setting("metrics_output_path", "", rest) or None,
+               path=side_output_path(cfg, setting("metrics_output_path", "", rest), "metrics"),
                topic=setting("metrics_topic", "metrics", rest), key_of=lambda r: r["event_type"])
     write_late("late", op.map("late_events", counts.late, lambda kv: kv[1]), cfg)
     write_dead_letters("dlq", src.errors, cfg)

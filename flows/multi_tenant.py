@@ -46,7 +46,7 @@ Configuration (besides the IO variables):
 |---|---|---|
 | `TENANT_CONFIG_PATH` | unset | JSON-lines tenant configurations, in force from the start |
 | `TENANT_CONFIG_TOPIC` | unset | Kafka topic of tenant configuration changes (broadcast) |
-| `RATE_LIMITED_PATH` / `RATE_LIMITED_TOPIC` | unset / `rate-limited` | events over their tenant's limit, as event JSON |
+| `RATE_LIMITED_PATH` / `RATE_LIMITED_TOPIC` | unset / `rate-limited` | events over their tenant's limit, as event JSON; with the path unset and `OUTPUT_PATH` set, `<output>.rate_limited.jsonl` next to it |
 | `TENANT_METRICS_LIMIT` | `100` | most tenants with their own metrics label |
 | `SHARDS` | `32` | state shards |
 
@@ -72,6 +72,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import JsonLinesSource, kafka_source, read_events, require, write_dead_letters, write_json, write_output
+from flows.side_outputs import side_output_path
 from operators.broadcast_state import BroadcastContext, KeyedBroadcastContext, KeyedBroadcastProcessFunction
 from operators.co_process import Collector
 from operators.eventtime import BoundedOutOfOrderness
@@ -304,7 +305,7 @@ def build(**overrides: Any) -> Dataflow:
         "rate_limited",
         op.map("limited", gated.side[RATE_LIMITED], limited),
         cfg,
-        path=setting("rate_limited_path", "", rest) or None,
+        path=side_output_path(cfg, setting("rate_limited_path", "", rest), "rate_limited"),
         topic=setting("rate_limited_topic", "rate-limited", rest),
         key_of=attrgetter("tenant_id"),
     )

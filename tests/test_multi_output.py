@@ -120,3 +120,15 @@ def test_kafka_to_kafka_topics(broker: EmbeddedBroker, topic_name: str) -> None:
     assert all(k == r["user_id"].encode() for k, r in got["out"] + got["audit"])
     assert all(k == r["event_type"].encode() for k, r in got["metrics"])
     assert read_topic(broker.bootstrap_servers, t["late"]) == []
+
+
+def test_with_only_the_io_variables_side_outputs_go_next_to_the_results(tmp_path: Path) -> None:
+    events = list(generators.mixed(1500, seed=6))
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    run_main(build(input_path=str(tmp_path / "in.jsonl"), output_path=str(tmp_path / "out.jsonl"),
+                   late_output_path=str(tmp_path / "late.jsonl"), error_output_path=str(tmp_path / "dlq.jsonl")))
+    want = expected(events)
+    assert _read(tmp_path / "out.jsonl") == want["main"]
+    assert _read(tmp_path / "out.audit.jsonl") == want["audit"]
+    assert _errors(_read(tmp_path / "out.errors.jsonl")) == want["errors"]
+    assert _metrics(_read(tmp_path / "out.metrics.jsonl")) == want["metrics"]

@@ -234,10 +234,10 @@ def test_without_any_config_the_built_in_default_applies(tmp_path: Path) -> None
               for i in range(260)]
     _write(tmp_path / "in.jsonl", events)
     run_main(build(input_path=str(tmp_path / "in.jsonl"), output_path=str(tmp_path / "out.jsonl"),
-                   rate_limited_path=str(tmp_path / "limited.jsonl"), error_output_path=str(tmp_path / "err.jsonl"),
-                   clock=frozen))
+                   error_output_path=str(tmp_path / "err.jsonl"), clock=frozen))
     assert [r["event_id"] for r in _read(tmp_path / "out.jsonl")] == [f"e{i}" for i in range(200)]
-    assert [r["event_id"] for r in _read(tmp_path / "limited.jsonl")] == [f"e{i}" for i in range(200, 260)]
+    # Only IO variables set: the rate-limited events go next to the results.
+    assert [r["event_id"] for r in _read(tmp_path / "out.rate_limited.jsonl")] == [f"e{i}" for i in range(200, 260)]
 
 
 def _kafka_build(broker: EmbeddedBroker, t: dict[str, str], **extra: Any) -> Any:
