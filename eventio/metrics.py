@@ -42,6 +42,10 @@ SNAPSHOT_SECONDS = Histogram(
 TRANSACTIONS = Counter(
     "stream_kafka_transactions", "Kafka transactions of transactional sinks", ["outcome"]
 )
+TENANT_EVENTS = Counter(
+    "stream_tenant_events", "Events per tenant by outcome (multi_tenant flow; tenant label bounded)",
+    ["tenant", "outcome"],
+)
 PROCESSING_SECONDS = Histogram(
     "stream_batch_processing_seconds", "Time to process one batch in a step, per event",
     ["step"], buckets=(1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),

@@ -65,7 +65,6 @@ from typing import Any, Iterable, Mapping, Optional, Union
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
-from prometheus_client import Counter
 
 from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
@@ -84,11 +83,6 @@ DEFAULTS_PATH = Path(__file__).resolve().parent / "config" / "tenants.jsonl"
 DEFAULT_TENANT = "*"
 RATE_LIMITED = "rate_limited"
 DROPPED = "dropped"
-
-TENANT_EVENTS = Counter(
-    "stream_tenant_events", "Events per tenant by outcome (tenant label bounded)", ["tenant", "outcome"]
-)
-
 
 class TenantConfigError(ValueError):
     """A tenant configuration record that cannot be used; the message says why."""
@@ -219,7 +213,7 @@ class TenantLabels:
         label = tenant if tenant in self.named else "other"
         child = self._children.get((label, outcome))
         if child is None:
-            child = self._children[(label, outcome)] = TENANT_EVENTS.labels(label, outcome)
+            child = self._children[(label, outcome)] = metrics.TENANT_EVENTS.labels(label, outcome)
         child.inc()
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from eventio.event import MAX_TIMESTAMP, MIN_TIMESTAMP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -136,7 +137,7 @@ VERSION_RECORDS = {
 }
 BASES = st.fixed_dictionaries({
     "event_id": st.text(max_size=8), "user_id": st.text(max_size=8),
-    "event_type": st.text(max_size=8), "timestamp": st.integers(-(2**63), 2**63 - 1),
+    "event_type": st.text(max_size=8), "timestamp": st.integers(MIN_TIMESTAMP, MAX_TIMESTAMP),
 })
 
 

@@ -51,6 +51,8 @@ def test_iso_timestamps_are_normalised_to_epoch_millis(iso: str, millis: int) ->
         ('{"event_id": "e", "user_id": "u", "event_type": "x", "timestamp": "2024-01-01T00:00:00"}', "offset"),
         ('{"event_id": "e", "user_id": "u", "event_type": "x", "timestamp": true}', "timestamp"),
         ('{"event_id": "e", "user_id": "u", "event_type": "x", "timestamp": 1.5}', "whole"),
+        ('{"event_id": "e", "user_id": "u", "event_type": "x", "timestamp": 1e300}', "outside years"),
+        ('{"event_id": "e", "user_id": "u", "event_type": "x", "timestamp": -62135596800001}', "outside years"),
         ('{"event_id": "e", "user_id": "u", "event_type": "x", "timestamp": 1, "amount": "9"}', "amount"),
         ('{"event_id": "e", "user_id": "u", "event_type": "x", "timestamp": 1, "failed_attempts": 1.0}', "failed_attempts"),
     ],

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventio.event import Event, EventError
+from eventio.event import Event, EventError, MAX_TIMESTAMP, MIN_TIMESTAMP
 from eventio.upcasting import (
     CURRENT_VERSION,
     VERSION_FIELD,
@@ -98,7 +98,7 @@ NUMBER = st.none() | st.integers(-(10**9), 10**9) | st.floats(allow_nan=False, a
 EXTRA = st.dictionaries(st.sampled_from(["session", "ip", "ua"]), st.text(max_size=4), max_size=2)
 BASES = st.fixed_dictionaries({
     "event_id": st.text(max_size=6), "user_id": st.text(max_size=6),
-    "event_type": st.text(max_size=6), "timestamp": st.integers(0, 2**53),
+    "event_type": st.text(max_size=6), "timestamp": st.integers(MIN_TIMESTAMP, MAX_TIMESTAMP),
 })
 OPTIONAL = {
     1: {"amount": st.integers(-(2**31), 2**31 - 1)},
