@@ -84,6 +84,7 @@ DEFAULT_TENANT = "*"
 RATE_LIMITED = "rate_limited"
 DROPPED = "dropped"
 
+
 class TenantConfigError(ValueError):
     """A tenant configuration record that cannot be used; the message says why."""
 
