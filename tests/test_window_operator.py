@@ -177,6 +177,40 @@ def test_late_element_bridging_two_sessions_merges_them_and_refires() -> None:
     assert core.state_size() == 2
 
 
+@pytest.mark.parametrize("trigger", [None, EventTimeTrigger()], ids=["fast", "general"])
+def test_session_ending_exactly_at_the_watermark_fires_at_once(trigger: Optional[Trigger]) -> None:
+    class General(EventTimeTrigger):
+        pass
+
+    core = WindowOperator(
+        EventTimeSessionWindows.with_gap(5), trigger=trigger and General(), allowed_lateness_ms=10,
+        aggregate=Aggregate.count(),
+    )
+    core.on_watermark(20)
+    feed(core, "a", 16, 1)  # [16,21): max timestamp 20 == watermark
+    assert [(r, r.watermark) for _, (_, r) in core.emitted] == [(WindowResult("a", 16, 21, 1, True, 20), 20)]
+
+
+@pytest.mark.parametrize("general", [False, True])
+def test_extending_a_fired_session_within_lateness_refires_it(general: bool) -> None:
+    class General(EventTimeTrigger):
+        pass
+
+    core = WindowOperator(
+        EventTimeSessionWindows.with_gap(5), trigger=General() if general else None, allowed_lateness_ms=10,
+        aggregate=Aggregate.count(),
+    )
+    feed(core, "a", 0, 1, wm=9)
+    assert results(core) == [("a", 0, 5, 1, False)]
+    feed(core, "a", 2, 2)  # [2,7) extends the fired [0,5) to [0,7): still behind the watermark
+    assert results(core) == [("a", 0, 7, 2, True)]
+    feed(core, "a", 6, 3)  # [6,11) extends it beyond the watermark: fires again on time
+    core.on_watermark(10)
+    assert results(core) == [("a", 0, 11, 3, False)]
+    core.on_watermark(20)
+    assert core.state_size() == 0
+
+
 @pytest.mark.parametrize("gap", [0, -5, "7", None, 1.5])
 def test_unusable_dynamic_gap_goes_to_invalid_with_a_reason(gap: Any) -> None:
     for trigger in (None, CountTrigger(1)):

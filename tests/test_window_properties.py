@@ -58,8 +58,8 @@ def events(draw: st.DrawFn) -> list[Event]:
     for i in range(draw(st.integers(0, 40))):
         cursor += draw(st.integers(0, 6))
         jitter = draw(st.integers(0, 8))
-        very_late = draw(st.integers(0, 9)) == 0
-        ts = cursor - jitter - (30 if very_late else 0)
+        very_late = draw(st.integers(0, 4)) == 0
+        ts = cursor - jitter - (draw(st.integers(5, 40)) if very_late else 0)
         out.append((draw(st.sampled_from("aab")), ts, i, draw(st.sampled_from([0, 0, 0, 1, 2, 5]))))
     return out
 
@@ -83,7 +83,7 @@ def specs(draw: st.DrawFn, trigger: Optional[str] = None, family: Optional[str] 
         spec.gap = draw(st.integers(1, 10))
     else:
         spec.gap_of = dynamic_gap
-    spec.lateness = draw(st.sampled_from([0, 0, 1, 5, 15]))
+    spec.lateness = draw(st.sampled_from([0, 0, 3, 10, 30]))
     spec.trigger = trigger or draw(st.sampled_from(TRIGGERS))
     spec.count = draw(st.integers(1, 6))
     spec.timeout = draw(st.integers(1, 40))
