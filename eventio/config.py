@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping, Optional
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -65,6 +66,19 @@ class IOConfig:
     @property
     def brokers(self) -> list[str]:
         return [b.strip() for b in self.kafka_bootstrap_servers.split(",") if b.strip()]
+
+    def side_output_path(self, explicit: str, name: str) -> Optional[str]:
+        """Where a flow's extra output `name` goes: `explicit` if set; else,
+        when results go to a file, a sibling of it (`out.jsonl` gives
+        `out.<name>.jsonl`) rather than a Kafka topic nobody configured; else
+        None, meaning the side output's own topic."""
+        if explicit:
+            return explicit
+        if not self.output_path:
+            return None
+        out = Path(self.output_path)
+        stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
+        return str(out.with_name(f"{stem}.{name}.jsonl"))
 
 
 def setting(

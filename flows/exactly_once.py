@@ -13,8 +13,10 @@ Settings: the IO variables (`KAFKA_BOOTSTRAP_SERVERS`, `INPUT_TOPIC`,
 `OUTPUT_TOPIC`, `DLQ_TOPIC`/`ERROR_OUTPUT_PATH`, `START_OFFSET`) plus
 `TRANSACTIONAL_ID_PREFIX` (default `exactly-once`), `SINK_PARTITIONS`
 (transactional producers, default 4, fixed for a recovery store),
-`HEARTBEAT_MS` (default 500) and `SINK_TIMEOUT_S` (how long a Kafka call of
-the sink may take before the flow stops, default 30). Exactly-once needs recovery:
+`HEARTBEAT_MS` (default 500), `SINK_TIMEOUT_S` (how long a Kafka call of
+the sink may take before the flow stops, default 30) and `DELIVERY_GUARANTEE`
+(`exactly_once`, or `at_least_once` for Bytewax's plain `KafkaSink`, as
+Flink's `DeliveryGuarantee`). Exactly-once needs recovery:
 
     python -m recovery.directories init state/ 1
     python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0
@@ -24,11 +26,11 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Optional
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSinkMessage
+from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 
 from eventio import metrics
@@ -41,7 +43,8 @@ from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_out
 Stats = tuple[int, float, int]
 """(events, sum of values, events with a value) of one user."""
 
-_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms", "sink_timeout_s")
+_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms", "sink_timeout_s", "delivery_guarantee")
+GUARANTEES = ("exactly_once", "at_least_once")
 
 
 def running_stats(state: Optional[Stats], event: Event) -> tuple[Stats, dict[str, Any]]:
@@ -80,14 +83,9 @@ def build(**overrides: Any) -> Dataflow:
     if unknown:
         raise TypeError(f"unknown settings {unknown}; expected IO settings or {list(_SETTINGS)}")
     cfg = IOConfig.from_env(io)
-    heartbeat_ms = setting("heartbeat_ms", 500, rest)
-    sink = TransactionalKafkaSink(
-        cfg.brokers,
-        cfg.output_topic,
-        transactional_id_prefix=setting("transactional_id_prefix", "exactly-once", rest),
-        partitions=setting("sink_partitions", 4, rest),
-        timeout_s=setting("sink_timeout_s", 30.0, rest),
-    )
+    guarantee = setting("delivery_guarantee", "exactly_once", rest)
+    if guarantee not in GUARANTEES:
+        raise ValueError(f"DELIVERY_GUARANTEE must be one of {GUARANTEES}, got {guarantee!r}")
     metrics.serve_from_env()
 
     flow = Dataflow("exactly_once")
@@ -100,8 +98,20 @@ def build(**overrides: Any) -> Dataflow:
     else:
         dead = op.map("dlq_encode", src.errors, lambda d: _dead_letter_message(cfg.dlq_topic, d))
         messages = op.merge("with_dead_letters", messages, dead)
+    if guarantee == "at_least_once":
+        plain = KafkaSink(cfg.brokers, cfg.output_topic, add_config={"linger.ms": "5"})
+        op.output("out", op.map("unkey", messages, itemgetter(1)), plain)
+        return flow
+    sink = TransactionalKafkaSink(
+        cfg.brokers,
+        cfg.output_topic,
+        transactional_id_prefix=setting("transactional_id_prefix", "exactly-once", rest),
+        partitions=setting("sink_partitions", 4, rest),
+        timeout_s=setting("sink_timeout_s", 30.0, rest),
+    )
     # Bounded input ends the flow; an endless heartbeat would keep it running.
     bounded = cfg.stop_at_end or bool(cfg.input_path)
+    heartbeat_ms = setting("heartbeat_ms", 500, rest)
     heartbeat = None if bounded or heartbeat_ms <= 0 else timedelta(milliseconds=heartbeat_ms)
     exactly_once_output("out", messages, sink, heartbeat)
     return flow

@@ -63,7 +63,6 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_json, write_late, write_output
-from flows.side_outputs import side_output_path
 from operators.eventtime import BoundedOutOfOrderness
 from operators.window_operator import Aggregate, WindowResult
 from operators.windowing import window
@@ -154,11 +153,11 @@ def build(**overrides: Any) -> Dataflow:
 
     write_output("out", op.map("enrich", valid, validator.enriched), cfg, key_of=lambda r: r["user_id"])
     write_json("audit", op.filter_map("audited", valid, validator.audit), cfg,
-               path=side_output_path(cfg, setting("audit_path", "", rest), "audit"), topic=setting("audit_topic", "audit", rest),
+               path=cfg.side_output_path(setting("audit_path", "", rest), "audit"), topic=setting("audit_topic", "audit", rest),
                key_of=lambda r: r["user_id"])
     errors = op.merge("errors", op.map("invalid", checked.falses, invalid_record),
                       op.map("undecodable", src.errors, dead_letter_record))
-    write_json("errors_out", errors, cfg, path=side_output_path(cfg, setting("errors_path", "", rest), "errors"),
+    write_json("errors_out", errors, cfg, path=cfg.side_output_path(setting("errors_path", "", rest), "errors"),
                topic=setting("errors_topic", "errors", rest),
                key_of=lambda r: r["event"]["user_id"] if "event" in r else None)
 
@@ -175,7 +174,7 @@ def build(**overrides: Any) -> Dataflow:
         shards=setting("shards", 32, rest),
     )
     write_json("metrics_out", op.map("metrics", counts.down, metrics_record), cfg,
-               path=side_output_path(cfg, setting("metrics_output_path", "", rest), "metrics"),
+               path=cfg.side_output_path(setting("metrics_output_path", "", rest), "metrics"),
                topic=setting("metrics_topic", "metrics", rest), key_of=lambda r: r["event_type"])
     write_late("late", op.map("late_events", counts.late, lambda kv: kv[1]), cfg)
     write_dead_letters("dlq", src.errors, cfg)

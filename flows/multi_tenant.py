@@ -71,7 +71,6 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import JsonLinesSource, kafka_source, read_events, require, write_dead_letters, write_json, write_output
-from flows.side_outputs import side_output_path
 from operators.broadcast_state import BroadcastContext, KeyedBroadcastContext, KeyedBroadcastProcessFunction
 from operators.co_process import Collector
 from operators.eventtime import BoundedOutOfOrderness
@@ -300,7 +299,7 @@ def build(**overrides: Any) -> Dataflow:
         "rate_limited",
         op.map("limited", gated.side[RATE_LIMITED], limited),
         cfg,
-        path=side_output_path(cfg, setting("rate_limited_path", "", rest), "rate_limited"),
+        path=cfg.side_output_path(setting("rate_limited_path", "", rest), "rate_limited"),
         topic=setting("rate_limited_topic", "rate-limited", rest),
         key_of=attrgetter("tenant_id"),
     )

@@ -6,7 +6,8 @@ allowed lateness 10 min. One output per firing: `{"category",
 "is_late_update", "watermark"}`. Events beyond the allowed lateness go to the
 late output; they are also counted per category per hour of processing time
 into a late-data summary `{"category", "window_start", "window_end",
-"late_events"}` (to `LATE_SUMMARY_PATH` or `LATE_SUMMARY_TOPIC`), followed by
+"late_events"}` (to `LATE_SUMMARY_PATH`, else next to `OUTPUT_PATH` when that is
+set, else `LATE_SUMMARY_TOPIC`), followed by
 an alert record `{"alert": "late_data", "category", "late_events",
 "threshold", "window_start", "window_end"}` when a category has more than
 `LATE_ALERT_THRESHOLD` (100) late events in that hour. At the end of a
@@ -137,7 +138,7 @@ def build(**overrides: Any) -> Dataflow:
         "summary",
         op.flat_map("summary_records", summary.down, summary_records(threshold)),
         cfg,
-        path=setting("late_summary_path", "", rest) or None,
+        path=cfg.side_output_path(setting("late_summary_path", "", rest), "late_summary"),
         topic=setting("late_summary_topic", "late-summary", rest),
         key_of=lambda r: r["category"],
     )
