@@ -19,7 +19,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 EVENTS_IN = Counter("stream_events_in", "Events entering a step", ["step"])
 EVENTS_OUT = Counter("stream_events_out", "Records leaving a step, by output port", ["step", "port"])
 LATE_EVENTS = Counter(
-    "stream_late_events", "Events behind the watermark but within allowed lateness", ["step"]
+    "stream_late_events", "Events at or behind the operator watermark when they arrived", ["step"]
 )
 VERY_LATE_EVENTS = Counter(
     "stream_very_late_events", "Events beyond allowed lateness, sent to the late output", ["step"]

@@ -179,6 +179,8 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         self.clock = clock
         self.step_id = step_id
         self.events_in = metrics.EVENTS_IN.labels(step_id)
+        self.behind_watermark = metrics.LATE_EVENTS.labels(step_id)
+        self.beyond_lateness = metrics.VERY_LATE_EVENTS.labels(step_id)
         self.per_event_seconds = metrics.PROCESSING_SECONDS.labels(step_id)
         self.watermark_lag = metrics.WATERMARK_LAG.labels(step_id)
         self.open_state = metrics.OPEN_STATE.labels(step_id)
@@ -200,6 +202,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         on_element = core.on_element
         seen = set()
         events = 0
+        behind = 0
         for item in values:
             kind = item[0]
             if kind == _EVENT:
@@ -208,6 +211,8 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
                 seen.add(channel)
                 if channel not in known or wm > known[channel]:
                     self._advance(clocks.update(channel, wm, now))
+                if ts <= core.watermark:
+                    behind += 1
                 on_element(key, ts, value, side)
             elif kind == _ANNOUNCE:
                 self._advance(clocks.update(item[1], item[2], now))
@@ -218,6 +223,8 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         self._advance(clocks.on_processing_time(now))
         self._processing_time(now)
         out = self._drain()
+        if behind:
+            self.behind_watermark.inc(behind)
         if events:
             self.events_in.inc(events)
             self.per_event_seconds.observe((time.perf_counter() - started) / events)
@@ -271,6 +278,8 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
             counts[port] = counts.get(port, 0) + 1
         for port, n in counts.items():
             metrics.EVENTS_OUT.labels(self.step_id, port).inc(n)
+        if "late" in counts:
+            self.beyond_lateness.inc(counts["late"])
         return emitted
 
     def snapshot(self) -> bytes:

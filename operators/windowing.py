@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Optional, Sequence, Union
 
+import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
+from eventio import metrics
 from operators.eventtime import Clock, WatermarkGenerator
 from operators.keyed import DEFAULT_SHARDS, keyed_event_time, system_clock_ms
 from operators.triggers import CountTrigger, PurgingTrigger, Trigger
@@ -98,7 +100,15 @@ def window(
         idle_timeout_ms=idle_timeout_ms,
         clock=clock,
     )
-    return WindowOut(streams["down"], streams["late"], streams["invalid"])  # type: ignore[arg-type]
+    on_time = metrics.WINDOW_FIRINGS.labels(step_id, "false")
+    late = metrics.WINDOW_FIRINGS.labels(step_id, "true")
+
+    def count_firing(item: tuple[str, WindowResult]) -> tuple[str, WindowResult]:
+        (late if item[1].is_late_update else on_time).inc()
+        return item
+
+    down = op.map(f"{step_id}_firings", streams["down"], count_firing)
+    return WindowOut(down, streams["late"], streams["invalid"])  # type: ignore[arg-type]
 
 
 def count_window(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bytewax.testing import cluster_main, run_main
+from prometheus_client import REGISTRY
 
 from eventio import generators
 from eventio.broker import EmbeddedBroker
@@ -60,6 +61,19 @@ def observed(lines: list[dict[str, Any]]) -> Counter:
     )
 
 
+def _counters() -> dict[str, float]:
+    """The window step's metrics, as Prometheus exports them."""
+    def get(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    return {
+        "firings": get("stream_window_firings_total", step="sessions", late="false"),
+        "late_firings": get("stream_window_firings_total", step="sessions", late="true"),
+        "very_late": get("stream_very_late_events_total", step="sessions"),
+        "behind": get("stream_late_events_total", step="sessions"),
+    }
+
+
 def _read(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
@@ -77,10 +91,17 @@ def test_out_of_order_and_late_events_match_flinks_rules(tmp_path: Path) -> None
                                       bound_ms=3 * MINUTE, late_fraction=0.03, late_by_ms=20 * MINUTE))
     paths = _files(tmp_path)
     _write(Path(paths["input_path"]), events)
+    before = _counters()
     run_main(build(**paths))
+    after = _counters()
     want, want_late = expected(events)
     got = observed(_read(Path(paths["output_path"])))
     assert got == want
+    lines = _read(Path(paths["output_path"]))
+    assert after["late_firings"] - before["late_firings"] == sum(1 for r in lines if r["is_late_update"])
+    assert after["firings"] - before["firings"] == sum(1 for r in lines if not r["is_late_update"])
+    assert after["very_late"] - before["very_late"] == len(want_late)
+    assert after["behind"] - before["behind"] >= len(want_late) + (after["late_firings"] - before["late_firings"])
     assert sum(1 for r in _read(Path(paths["output_path"])) if r["is_late_update"]) > 0
     assert sorted(e["event_id"] for e in _read(Path(paths["late_output_path"]))) == want_late
     assert want_late, "the input should contain events beyond the allowed lateness"
