@@ -94,12 +94,18 @@ class ChannelWatermarks:
 
     def update(self, channel: Hashable, wm: int, now_ms: int) -> int:
         """Record channel news (an element or an announced watermark)."""
-        if wm > self.channels.get(channel, MIN_WATERMARK):
-            self.channels[channel] = wm
-        elif channel not in self.channels:
-            self.channels[channel] = wm
+        channels = self.channels
+        old = channels.get(channel)
+        if old is None or wm > old:
+            channels[channel] = wm
         self.last_seen[channel] = now_ms
         self.idle_since = None
+        if self.idle_timeout_ms is None and len(channels) >= self.expected:
+            # The common case, once per advancing element: no idleness to judge.
+            low = wm if len(channels) == 1 else min(channels.values())
+            if low > self.current:
+                self.current = low
+            return self.current
         return self._recompute(now_ms)
 
     def on_processing_time(self, now_ms: int) -> int:

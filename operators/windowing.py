@@ -103,11 +103,15 @@ def window(
     on_time = metrics.WINDOW_FIRINGS.labels(step_id, "false")
     late = metrics.WINDOW_FIRINGS.labels(step_id, "true")
 
-    def count_firing(item: tuple[str, WindowResult]) -> tuple[str, WindowResult]:
-        (late if item[1].is_late_update else on_time).inc()
-        return item
+    def count_firings(batch: list[tuple[str, WindowResult]]) -> list[tuple[str, WindowResult]]:
+        late_updates = sum(1 for _, result in batch if result.is_late_update)
+        if late_updates:
+            late.inc(late_updates)
+        if len(batch) > late_updates:
+            on_time.inc(len(batch) - late_updates)
+        return batch
 
-    down = op.map(f"{step_id}_firings", streams["down"], count_firing)
+    down = op.flat_map_batch(f"{step_id}_firings", streams["down"], count_firings)
     return WindowOut(down, streams["late"], streams["invalid"])  # type: ignore[arg-type]
 
 
