@@ -50,35 +50,16 @@ from bytewax.dataflow import Dataflow
 
 from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
-from eventio.event import Event
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
 from operators.co_process import Collector, Context
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import keyed_event_time, system_clock_ms
 from operators.keyed_process import KeyedProcess, KeyedProcessFunction
-from operators.window_operator import AggregateFunction, WindowResult
+from operators.window_operator import Aggregate, WindowResult
 from operators.windowing import window
 from operators.windows import TumblingEventTimeWindows
 
 MINUTE = 60_000
-
-
-class Mean(AggregateFunction[Event, list, float]):
-    """[count, sum of value] -> mean."""
-
-    def create(self) -> list:
-        return [0, 0.0]
-
-    def add(self, acc: list, event: Event) -> list:
-        acc[0] += 1
-        acc[1] += event.value
-        return acc
-
-    def merge(self, a: list, b: list) -> list:
-        return [a[0] + b[0], a[1] + b[1]]
-
-    def result(self, acc: list) -> float:
-        return acc[1] / acc[0]
 
 
 def severity(z: float, warning: float, critical: float) -> Optional[str]:
@@ -179,7 +160,7 @@ def build(**overrides: Any) -> Dataflow:
         op.key_on("by_device", src.events, attrgetter("device_id")),
         assigner=TumblingEventTimeWindows(setting("window_ms", MINUTE, rest)),
         allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
-        aggregate=Mean(),
+        aggregate=Aggregate.mean(attrgetter("value")),
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),

@@ -29,36 +29,17 @@ from bytewax.dataflow import Dataflow
 
 from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
-from eventio.event import Event
 from eventio.flowio import read_events, require, write_dead_letters, write_json, write_late, write_output
 from operators.end_of_input import FireAtEndOfInput
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import system_clock_ms
 from operators.triggers import ProcessingTimeTrigger
-from operators.window_operator import Aggregate, AggregateFunction, WindowResult
+from operators.window_operator import Aggregate, WindowResult
 from operators.windowing import window
 from operators.windows import TumblingEventTimeWindows, TumblingProcessingTimeWindows
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
-
-
-class CountAndMean(AggregateFunction[Event, list, tuple[int, float]]):
-    """[count, sum of value] -> (count, average)."""
-
-    def create(self) -> list:
-        return [0, 0.0]
-
-    def add(self, acc: list, event: Event) -> list:
-        acc[0] += 1
-        acc[1] += event.value
-        return acc
-
-    def merge(self, a: list, b: list) -> list:
-        return [a[0] + b[0], a[1] + b[1]]
-
-    def result(self, acc: list) -> tuple[int, float]:
-        return (acc[0], acc[1] / acc[0])
 
 
 def window_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
@@ -113,7 +94,7 @@ def build(**overrides: Any) -> Dataflow:
         by_category,
         assigner=TumblingEventTimeWindows(size),
         allowed_lateness_ms=lateness,
-        aggregate=CountAndMean(),
+        aggregate=Aggregate.count_and_mean(attrgetter("value")),
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),

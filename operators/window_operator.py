@@ -106,6 +106,33 @@ def _zero() -> int:
     return 0
 
 
+def _count_and_sum() -> list:
+    return [0, 0.0]
+
+
+def _add_pairs(a: list, b: list) -> list:
+    return [a[0] + b[0], a[1] + b[1]]
+
+
+def _summing(value_of: Callable[[Any], float]) -> Callable[[list, Any], list]:
+    """`add` for a [count, sum] accumulator."""
+
+    def add(acc: list, element: Any) -> list:
+        acc[0] += 1
+        acc[1] += value_of(element)
+        return acc
+
+    return add
+
+
+def _count_and_mean(acc: list) -> tuple[int, float]:
+    return (acc[0], acc[1] / acc[0])
+
+
+def _mean(acc: list) -> float:
+    return acc[1] / acc[0]
+
+
 class Aggregate(AggregateFunction[V, A, R]):
     """An `AggregateFunction` made of plain callables."""
 
@@ -127,6 +154,16 @@ class Aggregate(AggregateFunction[V, A, R]):
     def count(cls) -> "Aggregate[Any, int, int]":
         """Number of elements."""
         return cls(_zero, _count, int.__add__)
+
+    @classmethod
+    def count_and_mean(cls, value_of: Callable[[V], float]) -> "Aggregate[V, list, tuple[int, float]]":
+        """`(count, mean of value_of(element))`."""
+        return cls(_count_and_sum, _summing(value_of), _add_pairs, _count_and_mean)
+
+    @classmethod
+    def mean(cls, value_of: Callable[[V], float]) -> "Aggregate[V, list, float]":
+        """Mean of `value_of(element)`."""
+        return cls(_count_and_sum, _summing(value_of), _add_pairs, _mean)
 
     @classmethod
     def collect(cls) -> "Aggregate[Any, list, list]":
