@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,6 +13,7 @@ from eventio import generators
 from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.fraud_detection import build
+from tests.killed_runs import run_killed_and_resumed
 
 MINUTE = 60_000
 T0 = generators.BASE_TS
@@ -117,25 +113,7 @@ def test_location_history_survives_kill_and_resume(tmp_path: Path) -> None:
     events, planted = generators.fraud(200_000, seed=31, users=2000, frauds=150)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("".join(json.dumps(e) + "\n" for e in events))
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True)
-    env = dict(os.environ, INPUT_PATH=str(inp), OUTPUT_PATH=str(out), LATE_OUTPUT_PATH=str(tmp_path / "late.jsonl"),
-               ERROR_OUTPUT_PATH=str(tmp_path / "err.jsonl"))
-    cmd = [sys.executable, "-m", "bytewax.run", "flows.fraud_detection:flow", "-r", str(recovery), "-s", "1", "-b", "0"]
-    rnd = random.Random(2)
-    kills = 0
-    for _ in range(5):
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-        try:
-            proc.wait(timeout=rnd.uniform(0.6, 2.5))
-            break
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            kills += 1
-    else:
-        subprocess.run(cmd, env=env, check=True, timeout=300)
+    kills = run_killed_and_resumed("fraud_detection", tmp_path, seed=2, attempts=5)
     assert kills >= 1
     alerts = _read(out)
     assert _alerts(alerts) == brute_force(events) == {

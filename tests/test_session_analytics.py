@@ -8,11 +8,6 @@ events, never by the flow's own code.
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +19,7 @@ from eventio import generators
 from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.session_analytics import build
+from tests.killed_runs import run_killed_and_resumed
 from tests.windowing_reference import Reference, Spec
 
 MINUTE = 60_000
@@ -141,27 +137,8 @@ def test_killed_and_resumed_run_ends_with_the_same_sessions(tmp_path: Path) -> N
                                       bound_ms=MINUTE, late_fraction=0.01, late_by_ms=10 * MINUTE))
     inp = tmp_path / "in.jsonl"
     _write(inp, events)
-    recovery = tmp_path / "recovery"
-    recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "2"], check=True)
     out = tmp_path / "out.jsonl"
-    env = dict(os.environ, INPUT_PATH=str(inp), OUTPUT_PATH=str(out),
-               LATE_OUTPUT_PATH=str(tmp_path / "late.jsonl"), ERROR_OUTPUT_PATH=str(tmp_path / "err.jsonl"))
-    cmd = [sys.executable, "-m", "bytewax.run", "flows.session_analytics:flow", "-r", str(recovery),
-           "-s", "1", "-b", "0"]
-    rnd = random.Random(1)
-    kills = 0
-    for _ in range(6):
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-        try:
-            proc.wait(timeout=rnd.uniform(0.8, 3.0))
-            break
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            kills += 1
-    else:
-        subprocess.run(cmd, env=env, check=True, timeout=300)
+    kills = run_killed_and_resumed("session_analytics", tmp_path, seed=1, parts=2, kill_after_s=(0.8, 3.0))
     assert kills >= 1, "the run finished before it could be killed; make the input larger"
     uninterrupted = {n: str(tmp_path / f"plain-{n}.jsonl") for n in ("output_path", "late_output_path", "error_output_path")}
     run_main(build(input_path=str(inp), **uninterrupted))
