@@ -106,3 +106,4 @@ case("sliding_1h_5m_10000_keys", "our window(), sliding 1 h / 5 min count, 1,000
      n=1_000_000, keys=10_000, kind="sliding")(_ours)
 case("dynamic_sessions_10000_keys_recovery", "as dynamic_sessions_10000_keys with recovery on, epoch (-s) 10 s",
      baseline="dynamic_sessions_10000_keys", n=1_000_000, keys=10_000, kind="sessions", recovery=True)(_ours)
+import benchmarks.kafka_flows  # noqa: F401
