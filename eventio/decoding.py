@@ -38,7 +38,7 @@ from eventio.event import Event, EventError
 from eventio.upcasting import upcast
 
 MAX_MESSAGE_BYTES = 1_048_576
-ValueFormat = Literal["json", "avro"]
+ValueFormat = Literal["json", "avro", "auto"]
 Decoded = Union[Event, DeadLetter]
 DeadLetterHook = Callable[[str], None]
 Decoder = Callable[..., Decoded]
@@ -98,14 +98,20 @@ def decode_record(
     `RegistryUnavailableError`, and `ValueError` for a bad `fmt` or an Avro
     format without a deserializer."""
     read: Callable[[bytes], Any]
-    if fmt == "json":
+    if fmt == "auto":
+        # A topic migrating between formats: Confluent framing starts with
+        # magic byte 0, which no JSON document does.
+        if deserializer is None:
+            raise ValueError("fmt='auto' needs a deserializer")
+        read = deserializer.deserialize if value and value[0] == 0 else read_json
+    elif fmt == "json":
         read = read_json
     elif fmt == "avro":
         if deserializer is None:
             raise ValueError("fmt='avro' needs a deserializer")
         read = deserializer.deserialize
     else:
-        raise ValueError(f"fmt must be 'json' or 'avro', got {fmt!r}")
+        raise ValueError(f"fmt must be 'json', 'avro' or 'auto', got {fmt!r}")
     try:
         if value is None:
             raise NullValueError("record has no value (tombstone)")
@@ -140,9 +146,9 @@ class SerdeConfig:
     registry_retry_base_ms: int = 100
 
     def __post_init__(self) -> None:
-        if self.value_format not in ("json", "avro"):
-            raise ValueError(f"VALUE_FORMAT must be 'json' or 'avro', got {self.value_format!r}")
-        if self.value_format == "avro" and not self.schema_registry_url:
+        if self.value_format not in ("json", "avro", "auto"):
+            raise ValueError(f"VALUE_FORMAT must be 'json', 'avro' or 'auto', got {self.value_format!r}")
+        if self.value_format in ("avro", "auto") and not self.schema_registry_url:
             raise ValueError("VALUE_FORMAT=avro needs SCHEMA_REGISTRY_URL")
         self.retry()  # validates the retry settings
 
@@ -192,7 +198,7 @@ class SerdeConfig:
         """`decode_record` bound to these settings: call it as
         `decode(value, key, source=..., partition=..., offset=...)`."""
         deserializer = None
-        if self.value_format == "avro":
+        if self.value_format in ("avro", "auto"):
             deserializer = AvroDeserializer(client or self.client(), retry=self.retry(sleep))
         return functools.partial(
             decode_record,
