@@ -115,13 +115,15 @@ class KafkaTransactionalWriter:
                 return
             except KafkaException as ex:
                 err: KafkaError = ex.args[0]
-                if err.fatal() or err.code() in _FENCING_CODES:
+                if err.code() in _FENCING_CODES:
                     metrics.TRANSACTIONS.labels("fenced").inc()
                     raise FencedError(
                         f"transactional id {self.transactional_id!r} was taken over by another "
                         f"instance; this one stops without committing: {err.str()}"
                     ) from ex
-                if not err.txn_requires_abort() or attempt == self._max_attempts:
+                if err.fatal() or not err.txn_requires_abort() or attempt == self._max_attempts:
+                    # Stopping is always safe: a resumed execution commits
+                    # the pending epoch unless Kafka recorded it.
                     raise
                 log.warning("transaction of %s aborted, retrying: %s", self.transactional_id, err.str())
                 metrics.TRANSACTIONS.labels("aborted").inc()

@@ -52,9 +52,12 @@ def test_running_stats_match_the_brute_force_reference(raw: list[dict[str, Any]]
     assert got == reference(events)
 
 
-def test_build_rejects_unknown_settings_and_needs_no_broker() -> None:
+def test_build_rejects_bad_settings_and_needs_no_broker() -> None:
     with pytest.raises(TypeError, match="sink_partitons"):
         build(sink_partitons=3)
+    with pytest.raises(ValueError, match="DELIVERY_GUARANTEE"):
+        build(delivery_guarantee="at_most_once")
+    build(delivery_guarantee="at_least_once")
     flow = build(kafka_bootstrap_servers="127.0.0.1:1", sink_partitions=2, heartbeat_ms=100)
     assert flow.flow_id == "exactly_once"
 

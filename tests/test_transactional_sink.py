@@ -12,6 +12,8 @@ points of the design against the embedded broker.
 from __future__ import annotations
 
 import logging
+import time
+from datetime import datetime, timedelta, timezone
 from typing import Optional, Sequence
 
 import pytest
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 from eventio.broker import EmbeddedBroker
 from recovery.epoch_commit import EpochCommitter, OutRecord, SinkState
+from recovery.heartbeat import MAX_SLEEP, HeartbeatSource
 from recovery.transactional_sink import (
     HEARTBEAT_KEY_PREFIX,
     KafkaTransactionalWriter,
@@ -150,6 +153,18 @@ def test_sink_routes_heartbeats_to_each_partition_and_validates() -> None:
         TransactionalKafkaSink(["b:1"], "t", transactional_id_prefix="", partitions=1)
     with pytest.raises(TypeError):
         TransactionalKafkaSink("b:1", "t", transactional_id_prefix="p")  # type: ignore[arg-type]
+
+
+def test_heartbeat_ticks_once_per_interval_but_wakes_often() -> None:
+    ticker = HeartbeatSource(timedelta(milliseconds=200)).build("hb", 0, 1)
+    assert ticker.next_batch() == [None]
+    assert ticker.next_batch() == []
+    wake = ticker.next_awake()
+    assert wake is not None and wake - datetime.now(timezone.utc) <= MAX_SLEEP
+    time.sleep(0.25)
+    assert ticker.next_batch() == [None]
+    with pytest.raises(ValueError):
+        HeartbeatSource(timedelta(0))
 
 
 def _values(bootstrap: str, topic: str) -> list[bytes]:
