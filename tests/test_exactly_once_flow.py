@@ -3,9 +3,7 @@ transactions, and how fast a lone record on an idle partition is committed."""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
