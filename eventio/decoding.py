@@ -64,14 +64,18 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+"""One decoder for every value: `json.loads` with options builds a new one per call."""
+
+
 def parse_json(value: bytes) -> Any:
     """Strict UTF-8 JSON (no NaN or Infinity); `InvalidJsonError` if not."""
     try:
-        text = bytes(value).decode("utf-8")
+        text = (value if value.__class__ is bytes else bytes(value)).decode("utf-8")
     except UnicodeDecodeError as ex:
         raise InvalidJsonError(f"value is not UTF-8: {ex}") from ex
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _STRICT_JSON.decode(text)
     except (ValueError, RecursionError) as ex:
         raise InvalidJsonError(f"invalid JSON: {ex}") from ex
 

@@ -20,7 +20,14 @@ MIN_TIMESTAMP = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 MAX_TIMESTAMP = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 _STR_FIELDS = ("category", "region", "tenant_id", "location", "device_id", "user_type")
 _NUMBER_FIELDS = ("amount", "value")
-_KNOWN = frozenset(REQUIRED_FIELDS + _STR_FIELDS + _NUMBER_FIELDS + ("failed_attempts",))
+_KIND: dict[str, Any] = {
+    **{name: str for name in ("event_id", "user_id", "event_type") + _STR_FIELDS},
+    **{name: float for name in _NUMBER_FIELDS},
+    "failed_attempts": int,
+    "timestamp": datetime,
+}
+"""How `Event.from_dict` checks each known field: a string, a finite number
+(int or float, not bool), an integer, or a timestamp to normalise."""
 
 
 class EventError(ValueError):
@@ -97,29 +104,37 @@ class Event:
 
     @classmethod
     def from_dict(cls, data: Any) -> "Event":
-        """Validate a decoded JSON object; raise `EventError` on bad input."""
+        """Validate a decoded JSON object; raise `EventError` on bad input.
+        One pass over the object's items: this runs once per input event."""
         if not isinstance(data, dict):
             raise EventError(f"event must be a JSON object, got {type(data).__name__}")
+        fields: dict[str, Any] = {}
+        extra: Optional[dict[str, Any]] = None
+        kind_of = _KIND.get
+        for name, v in data.items():
+            kind = kind_of(name)
+            if kind is None:
+                if extra is None:
+                    extra = {}
+                extra[name] = v
+            elif v is not None:
+                if kind is str:
+                    if not isinstance(v, str):
+                        raise EventError(f"field {name!r} must be a string, got {type(v).__name__}")
+                elif kind is float:
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                        raise EventError(f"field {name!r} must be a finite number, got {v!r}")
+                elif kind is int:
+                    if isinstance(v, bool) or not isinstance(v, int):
+                        raise EventError(f"field {name!r} must be an integer, got {v!r}")
+                else:
+                    v = parse_timestamp(v)
+                fields[name] = v
         for name in REQUIRED_FIELDS:
-            if data.get(name) is None:
+            if name not in fields:
                 raise EventError(f"missing required field {name!r}")
-        for name in ("event_id", "user_id", "event_type"):
-            if not isinstance(data[name], str):
-                raise EventError(f"field {name!r} must be a string, got {type(data[name]).__name__}")
-        fields = _split_known(data)
-        fields["timestamp"] = parse_timestamp(data["timestamp"])
-        for name in _STR_FIELDS:
-            v = fields.get(name)
-            if v is not None and not isinstance(v, str):
-                raise EventError(f"field {name!r} must be a string, got {type(v).__name__}")
-        for name in _NUMBER_FIELDS:
-            v = fields.get(name)
-            if v is not None:
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise EventError(f"field {name!r} must be a finite number, got {v!r}")
-        fa = fields.get("failed_attempts")
-        if fa is not None and (isinstance(fa, bool) or not isinstance(fa, int)):
-            raise EventError(f"field 'failed_attempts' must be an integer, got {fa!r}")
+        if extra is not None:
+            fields["extra"] = extra
         return cls(**fields)
 
     @classmethod
@@ -152,8 +167,8 @@ class Event:
 
 
 def _split_known(data: dict[str, Any]) -> dict[str, Any]:
-    fields = {k: v for k, v in data.items() if k in _KNOWN}
-    extra = {k: v for k, v in data.items() if k not in _KNOWN}
+    fields = {k: v for k, v in data.items() if k in _KIND}
+    extra = {k: v for k, v in data.items() if k not in _KIND}
     if extra:
         fields["extra"] = extra
     return fields
