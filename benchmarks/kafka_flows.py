@@ -10,10 +10,11 @@ Registered cases (`python -m benchmarks.run kafka_`):
 - `kafka_exactly_once_{at_least_once,exactly_once}`: `flows.exactly_once`
   with Bytewax's plain sink or the transactional one, both under recovery
   with 1 s epochs.
-- `kafka_exactly_once_latency_{transactional,at_least_once}`: the flow as a
-  `python -m bytewax.run` process, input produced at a fixed rate with its
-  send time, latency until the output is visible to a `read_committed`
-  reader (`x_p50_ms`, `x_p99_ms`).
+- `kafka_exactly_once_latency_{transactional,at_least_once}_{20k,10k}`: the
+  flow as a `python -m bytewax.run` process, input produced at a fixed rate
+  with its send time, latency until the output is visible to a
+  `read_committed` reader (`x_p50_ms`, `x_p99_ms`); `kafka_raw_latency_*`
+  times the broker alone under the same load.
 - `kafka_session_analytics_3p_{1_worker,2_workers,2_processes}`: one worker
   against two threads (`-w 2`) and two processes (`-i/-a`).
 - `kafka_session_analytics_resume_{10k,100k,1m}_keys`: time for a resumed
@@ -286,6 +287,21 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, max(0, round(q * len(sorted_values)) - 1))]
 
 
+def _clients(bootstrap: str, topic: str, partitions: int) -> tuple[Producer, Consumer]:
+    """The latency runs' producer (1 ms linger) and a `read_committed` reader of `topic`."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-latency", "enable.auto.commit": False,
+                         "isolation.level": "read_committed", "fetch.wait.max.ms": 10})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    return producer, consumer
+
+
+def _latencies(sent_at: list[float], seen_at: list[float]) -> Result:
+    lat = sorted((seen - sent) * 1000 for sent, seen in zip(sent_at, seen_at))
+    return {"events": len(lat), "seconds": max(seen_at) - sent_at[0], "x_p50_ms": round(percentile(lat, 0.5)),
+            "x_p99_ms": round(percentile(lat, 0.99)), "x_max_ms": round(lat[-1])}
+
+
 def latency(guarantee: str, rate: int, seconds: float, partitions: int = 3) -> Result:
     """End-to-end latency of `flows.exactly_once` (`-r DIR -s 1 -b 0`) at
     `rate` events/s: input produced with its send time, latency = when a
@@ -296,27 +312,32 @@ def latency(guarantee: str, rate: int, seconds: float, partitions: int = 3) -> R
     reader timed was committed."""
     from tests.committed_log import read_topic
 
-    n = int(rate * seconds)
     users = [f"u{i:05d}".encode() for i in range(USERS)]
     with broker_with({"in": partitions, "out": partitions, "dlq": 1}) as bs, tempfile.TemporaryDirectory() as tmp:
         recovery = fresh_recovery_dir(tmp)
         args = ["-r", str(recovery), "-s", str(int(EPOCH.total_seconds())), "-b", "0"]
-        producer = Producer({"bootstrap.servers": bs, "linger.ms": 1})
-        consumer = Consumer({"bootstrap.servers": bs, "group.id": "bench-latency", "enable.auto.commit": False,
-                             "isolation.level": "read_committed", "fetch.wait.max.ms": 10})
-        consumer.assign([TopicPartition("out", p, 0) for p in range(partitions)])
+        producer, consumer = _clients(bs, "out", partitions)
         with FlowProcesses("flows.exactly_once:flow", args, exactly_once_env(bs, guarantee)) as flow:
             _warm_up(producer, consumer, flow)
-            sent_at, seen_at = _paced_run(producer, consumer, flow, n, rate, users)
+            sent_at, seen_at = _paced_run(producer, consumer, flow, int(rate * seconds), rate, users)
         consumer.close()
         aborted = sum(len(log.aborted()) for log in read_topic(bs, "out"))
     if aborted:
         raise RuntimeError(f"{aborted} aborted output records: the reader's timings are not read_committed")
-    lat = sorted((seen_at[i] - sent_at[i]) * 1000 for i in range(n))
-    span = max(seen_at) - sent_at[0]
     bound_ms = (2 * EPOCH.total_seconds() + 1) * 1000 if guarantee == "exactly_once" else 1000.0
-    return {"events": n, "seconds": span, "x_rate": rate, "x_p50_ms": round(percentile(lat, 0.5)),
-            "x_p99_ms": round(percentile(lat, 0.99)), "x_max_ms": round(lat[-1]), "x_target_p99_ms": round(bound_ms)}
+    return {**_latencies(sent_at, seen_at), "x_rate": rate, "x_target_p99_ms": round(bound_ms)}
+
+
+def raw_latency(rate: int, seconds: float, partitions: int = 3) -> Result:
+    """The broker alone under the same load: the same events produced at
+    `rate` and read back from the same topic by the same reader. The flow's
+    path crosses the broker twice (input, output), so this is a floor."""
+    users = [f"u{i:05d}".encode() for i in range(USERS)]
+    with broker_with({"in": partitions}) as bs:
+        producer, consumer = _clients(bs, "in", partitions)
+        sent_at, seen_at = _paced_run(producer, consumer, None, int(rate * seconds), rate, users)
+        consumer.close()
+    return {**_latencies(sent_at, seen_at), "x_rate": rate}
 
 
 def _warm_up(producer: Producer, consumer: Consumer, flow: FlowProcesses, timeout_s: float = 60) -> None:
@@ -332,9 +353,10 @@ def _warm_up(producer: Producer, consumer: Consumer, flow: FlowProcesses, timeou
     raise RuntimeError(f"no output within {timeout_s}s of start:\n{flow.log_tail()}")
 
 
-def _paced_run(producer: Producer, consumer: Consumer, flow: FlowProcesses, n: int, rate: int,
+def _paced_run(producer: Producer, consumer: Consumer, flow: Optional[FlowProcesses], n: int, rate: int,
                users: list[bytes]) -> tuple[list[float], list[float]]:
-    """Produce `n` events at `rate`/s while reading outputs; (send, seen) times by event."""
+    """Produce `n` events at `rate`/s while reading outputs (of `flow`, or
+    the input itself without one); (send, seen) times by event."""
     sent_at = [0.0] * n
     seen_at = [0.0] * n
     sent = seen = 0
@@ -343,8 +365,8 @@ def _paced_run(producer: Producer, consumer: Consumer, flow: FlowProcesses, n: i
     number = _EVENT_NUMBER.search
     while seen < n:
         now = time.monotonic()
-        if now > deadline or not flow.alive():
-            raise RuntimeError(f"{seen} of {n} outputs seen:\n{flow.log_tail()}")
+        if now > deadline or (flow is not None and not flow.alive()):
+            raise RuntimeError(f"{seen} of {n} outputs seen:\n{flow.log_tail() if flow else ''}")
         due = min(n, int((now - started) * rate) + 1)
         wall_ms = int(time.time() * 1000)
         while sent < due:
@@ -373,6 +395,9 @@ def _paced_run(producer: Producer, consumer: Consumer, flow: FlowProcesses, n: i
 
 
 for rate in (20_000, 10_000):
+    case(f"kafka_raw_latency_{rate // 1000}k",
+         f"the embedded broker alone: produce at {rate:,} events/s for 10 s to 3 partitions, latency until the same "
+         "read_committed reader sees the record", rate=rate, seconds=10)(raw_latency)
     for guarantee, output in (("exactly_once", "transactional"), ("at_least_once", "at_least_once")):
         case(f"kafka_exactly_once_latency_{output}_{rate // 1000}k",
              f"flows.exactly_once as `bytewax.run -r -s 1`, {output.replace('_', '-')} output, input at {rate:,} "

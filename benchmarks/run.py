@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,15 @@ from benchmarks.harness import CASES, machine, measure
 def main(argv: list[str]) -> None:
     wanted = [n for n in CASES if not argv or any(a in n for a in argv)]
     results = {}
+    failed: dict[str, str] = {}
     for name in wanted:
         print(f"running {name} ...", file=sys.stderr, flush=True)
-        results[name] = measure(name)
+        try:
+            results[name] = measure(name)
+        except (RuntimeError, subprocess.TimeoutExpired) as ex:
+            # One broken case must not throw away an hour of results.
+            failed[name] = str(ex)
+            print(f"{name} FAILED: {ex}", file=sys.stderr, flush=True)
     rows = [
         "| benchmark | what was run | events/s (median) | runs | peak RSS MB | ratio |",
         "|---|---|---:|---:|---:|---|",
@@ -29,7 +36,7 @@ def main(argv: list[str]) -> None:
         base = CASES[name].baseline
         ratio = ""
         if base and base in results:
-            ratio = f"{r['events_per_s'] / results[base]['events_per_s']:.1f}x vs {base}"
+            ratio = f"{r['events_per_s'] / results[base]['events_per_s']:.3g}x vs {base}"
         extra = "".join(f"; {k}={v}" for k, v in r.items() if k.startswith("x_"))
         rows.append(
             f"| {name} | {r['what']}{extra} | {r['events_per_s']:,.0f} | {r['runs']} | {r['peak_rss_mb']:,.0f} | {ratio} |"
@@ -40,8 +47,10 @@ def main(argv: list[str]) -> None:
     print(table)
     out = Path("benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=2))
+    (out / "latest.json").write_text(json.dumps({"machine": machine(), "results": results, "failed": failed}, indent=2))
     (out / "latest.md").write_text(header + "\n\n" + table + "\n")
+    if failed:
+        raise SystemExit(f"{len(failed)} benchmark(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
