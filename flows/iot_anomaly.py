@@ -41,7 +41,7 @@ minute's mean, `mean`/`stddev` the baseline's).
 
 from __future__ import annotations
 
-import math
+import statistics
 from operator import attrgetter
 from typing import Any, Optional
 
@@ -115,9 +115,11 @@ class DeviceBaseline(KeyedProcessFunction[WindowResult]):
         timers.register_processing_time_timer(state["expires"])
 
     def _score(self, device: str, end: int, value: float, baseline: list[float]) -> Optional[dict[str, Any]]:
-        n = len(baseline)
-        mean = sum(baseline) / n
-        stddev = math.sqrt(sum((m - mean) ** 2 for m in baseline) / n)
+        # Correctly rounded statistics: a z-score that is exactly a threshold
+        # (z = -2.0 from means 11, 11, -5, 11, 11 and -5) must not fall just
+        # short of it through a rounded sum of squares.
+        mean = statistics.fmean(baseline)
+        stddev = statistics.pstdev(baseline)
         if stddev == 0:
             return None
         z = (value - mean) / stddev
