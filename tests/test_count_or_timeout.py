@@ -13,6 +13,7 @@ from eventio import generators
 from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.count_or_timeout import build
+from tests.flow_files import read_jsonl
 
 T0 = 1_800_000_000_000
 KEYS = ("user_id", "event_count", "total_amount", "first_timestamp", "last_timestamp", "reason")
@@ -67,15 +68,11 @@ def per_user(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _run_files(tmp_path: Path, lines: list[str], **extra: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     (tmp_path / "in.jsonl").write_text("".join(line + "\n" for line in lines))
     run_main(build(input_path=str(tmp_path / "in.jsonl"), output_path=str(tmp_path / "out.jsonl"),
                    error_output_path=str(tmp_path / "err.jsonl"), **extra))
-    return _read(tmp_path / "out.jsonl"), _read(tmp_path / "err.jsonl")
+    return read_jsonl(tmp_path / "out.jsonl"), read_jsonl(tmp_path / "err.jsonl")
 
 
 def test_count_batches_and_the_end_of_input_remainder(tmp_path: Path) -> None:

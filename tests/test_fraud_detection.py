@@ -14,6 +14,7 @@ from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.fraud_detection import build
 from tests.killed_runs import run_killed_and_resumed
+from tests.flow_files import read_jsonl, run_on_files
 
 MINUTE = 60_000
 T0 = generators.BASE_TS
@@ -44,16 +45,8 @@ def brute_force(events: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return found
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _run(tmp_path: Path, events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    paths = {n: tmp_path / f"{n}.jsonl" for n in ("input", "output", "late_output", "error_output")}
-    paths["input"].write_text("".join(json.dumps(e) + "\n" for e in events))
-    run_main(build(**{f"{n}_path": str(p) for n, p in paths.items()}))
-    return {n: _read(paths[n]) for n in ("output", "late_output", "error_output")}
+    return run_on_files(build, tmp_path, map(json.dumps, events))
 
 
 def _alerts(records: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
@@ -115,7 +108,7 @@ def test_location_history_survives_kill_and_resume(tmp_path: Path) -> None:
     inp.write_text("".join(json.dumps(e) + "\n" for e in events))
     kills = run_killed_and_resumed("fraud_detection", tmp_path, seed=2, attempts=5)
     assert kills >= 1
-    alerts = _read(out)
+    alerts = read_jsonl(out)
     assert _alerts(alerts) == brute_force(events) == {
         (p["user_id"], p["login_event_id"], p["transaction_event_id"]) for p in planted}
     assert len(alerts) == len(planted), "the file sink truncates to the snapshot on resume: no duplicates"

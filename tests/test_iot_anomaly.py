@@ -20,6 +20,7 @@ from flows.iot_anomaly import DeviceBaseline, build
 from operators.keyed_process import KeyedProcess
 from operators.window_operator import WindowResult
 from tests.windowing_reference import Reference, Spec
+from tests.flow_files import run_on_files
 
 MINUTE = 60_000
 T0 = 1_800_000_000_000
@@ -75,16 +76,8 @@ def same_alerts(got: dict[str, list[tuple[Any, ...]]], want: dict[str, list[tupl
         assert [a[1:5] for a in got[device]] == [pytest.approx(a[1:5], rel=1e-9, abs=1e-9) for a in want[device]]
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _run(tmp_path: Path, lines: list[str], **extra: Any) -> dict[str, list[dict[str, Any]]]:
-    (tmp_path / "in.jsonl").write_text("".join(line + "\n" for line in lines))
-    paths = {n: tmp_path / f"{n}.jsonl" for n in ("output", "late_output", "error_output")}
-    run_main(build(input_path=str(tmp_path / "in.jsonl"), clock=frozen,
-                   **{f"{n}_path": str(p) for n, p in paths.items()}, **extra))
-    return {n: _read(p) for n, p in paths.items()}
+    return run_on_files(build, tmp_path, lines, clock=frozen, **extra)
 
 
 def test_alerts_from_out_of_order_readings(tmp_path: Path) -> None:

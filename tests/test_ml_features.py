@@ -16,6 +16,7 @@ from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.ml_features import DEFAULT_MODEL_PATH, ModelError, build
 from tests.windowing_reference import Reference, Spec
+from tests.flow_files import run_on_files
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -68,15 +69,8 @@ def same(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
         assert g["score"] == pytest.approx(w["score"], rel=1e-4)
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _run(tmp_path: Path, events: list[dict[str, Any]], **extra: Any) -> dict[str, list[dict[str, Any]]]:
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    paths = {n: tmp_path / f"{n}.jsonl" for n in ("output", "late_output", "error_output")}
-    run_main(build(input_path=str(tmp_path / "in.jsonl"), **{f"{n}_path": str(p) for n, p in paths.items()}, **extra))
-    return {n: _read(p) for n, p in paths.items()}
+    return run_on_files(build, tmp_path, map(json.dumps, events), **extra)
 
 
 def test_features_history_and_scores_from_out_of_order_input(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.multi_output import build
 from tests.windowing_reference import Reference, Spec
+from tests.flow_files import read_jsonl
 
 MINUTE = 60_000
 KNOWN = {"page_view", "click", "add_to_cart", "purchase", "login", "logout", "idle", "transaction", "role_change"}
@@ -51,10 +52,6 @@ def expected(events: list[dict[str, Any]], threshold: float = 1000.0) -> dict[st
             "late": sorted(v for _, v in late)}
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _metrics(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted((r["event_type"], r["window_start"], r["window_end"], r["count"], r["is_late_update"]) for r in records)
 
@@ -70,7 +67,7 @@ def test_files_every_output(tmp_path: Path) -> None:
     names = ("output", "errors", "audit", "metrics_output", "late_output", "error_output")
     paths = {n: tmp_path / f"{n}.jsonl" for n in names}
     run_main(build(input_path=str(tmp_path / "in.jsonl"), **{f"{n}_path": str(p) for n, p in paths.items()}))
-    got = {n: _read(p) for n, p in paths.items()}
+    got = {n: read_jsonl(p) for n, p in paths.items()}
     want = expected(events)
     assert got["output"] == want["main"]  # one file, one worker: input order
     assert got["audit"] == want["audit"]
@@ -96,9 +93,9 @@ def test_rules_are_configurable(tmp_path: Path) -> None:
     paths = {n: tmp_path / f"{n}.jsonl" for n in ("output", "errors", "audit", "metrics_output", "error_output")}
     run_main(build(input_path=str(tmp_path / "in.jsonl"), known_event_types="purchase,teleport",
                    high_value_threshold=40.0, **{f"{n}_path": str(p) for n, p in paths.items()}))
-    assert [r["event_id"] for r in _read(paths["output"])] == ["a", "b"]
-    assert [r["audit_reasons"] for r in _read(paths["audit"])] == [["high_value_purchase"]]
-    assert _errors(_read(paths["errors"])) == [("missing_amount", "c")]
+    assert [r["event_id"] for r in read_jsonl(paths["output"])] == ["a", "b"]
+    assert [r["audit_reasons"] for r in read_jsonl(paths["audit"])] == [["high_value_purchase"]]
+    assert _errors(read_jsonl(paths["errors"])) == [("missing_amount", "c")]
 
 
 def test_kafka_to_kafka_topics(broker: EmbeddedBroker, topic_name: str) -> None:
@@ -128,7 +125,7 @@ def test_with_only_the_io_variables_side_outputs_go_next_to_the_results(tmp_path
     run_main(build(input_path=str(tmp_path / "in.jsonl"), output_path=str(tmp_path / "out.jsonl"),
                    late_output_path=str(tmp_path / "late.jsonl"), error_output_path=str(tmp_path / "dlq.jsonl")))
     want = expected(events)
-    assert _read(tmp_path / "out.jsonl") == want["main"]
-    assert _read(tmp_path / "out.audit.jsonl") == want["audit"]
-    assert _errors(_read(tmp_path / "out.errors.jsonl")) == want["errors"]
-    assert _metrics(_read(tmp_path / "out.metrics.jsonl")) == want["metrics"]
+    assert read_jsonl(tmp_path / "out.jsonl") == want["main"]
+    assert read_jsonl(tmp_path / "out.audit.jsonl") == want["audit"]
+    assert _errors(read_jsonl(tmp_path / "out.errors.jsonl")) == want["errors"]
+    assert _metrics(read_jsonl(tmp_path / "out.metrics.jsonl")) == want["metrics"]

@@ -29,6 +29,7 @@ from flows.multi_tenant import (
     parse_tenant_config,
 )
 from operators.broadcast_state import KeyedBroadcastProcess
+from tests.flow_files import read_jsonl
 
 T0 = 1_800_000_000_000
 DEFAULT = {"tenant_id": "*", "rate_per_second": 100, "burst": 200, "tier": "standard", "drop_event_types": []}
@@ -182,10 +183,6 @@ def expected(events: list[dict[str, Any]], config: list[dict[str, Any]]) -> tupl
     return accepted, limited, dropped
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _write(path: Path, records: list[Any]) -> None:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
 
@@ -210,7 +207,7 @@ def test_files_with_a_config_file_and_a_frozen_clock(tmp_path: Path) -> None:
     run_main(build(input_path=str(tmp_path / "in.jsonl"), tenant_config_path=str(tmp_path / "tenants.jsonl"),
                    output_path=str(paths["output"]), rate_limited_path=str(paths["rate_limited"]),
                    error_output_path=str(paths["error_output"]), clock=frozen))
-    out, limited, errors = (_read(paths[n]) for n in ("output", "rate_limited", "error_output"))
+    out, limited, errors = (read_jsonl(paths[n]) for n in ("output", "rate_limited", "error_output"))
     want_accepted, want_limited, want_dropped = expected(events, CONFIG)
     assert _by_tenant(out) == want_accepted
     assert _by_tenant(limited) == want_limited
@@ -235,9 +232,9 @@ def test_without_any_config_the_built_in_default_applies(tmp_path: Path) -> None
     _write(tmp_path / "in.jsonl", events)
     run_main(build(input_path=str(tmp_path / "in.jsonl"), output_path=str(tmp_path / "out.jsonl"),
                    error_output_path=str(tmp_path / "err.jsonl"), clock=frozen))
-    assert [r["event_id"] for r in _read(tmp_path / "out.jsonl")] == [f"e{i}" for i in range(200)]
+    assert [r["event_id"] for r in read_jsonl(tmp_path / "out.jsonl")] == [f"e{i}" for i in range(200)]
     # Only IO variables set: the rate-limited events go next to the results.
-    assert [r["event_id"] for r in _read(tmp_path / "out.rate_limited.jsonl")] == [f"e{i}" for i in range(200, 260)]
+    assert [r["event_id"] for r in read_jsonl(tmp_path / "out.rate_limited.jsonl")] == [f"e{i}" for i in range(200, 260)]
 
 
 def _kafka_build(broker: EmbeddedBroker, t: dict[str, str], **extra: Any) -> Any:

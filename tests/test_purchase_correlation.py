@@ -12,6 +12,7 @@ from eventio import generators
 from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.purchase_correlation import build
+from tests.flow_files import read_jsonl
 
 MINUTE = 60_000
 
@@ -31,10 +32,6 @@ def _pairs(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return [tuple(r[k] for k in keys) for r in records]
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _run(tmp_path: Path, actions: list[dict[str, Any]], purchases: list[dict[str, Any]], workers: int = 1) -> dict[str, list[dict[str, Any]]]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     paths = {n: tmp_path / f"{n}.jsonl" for n in ("actions", "purchases", "output", "late_output", "error_output")}
@@ -46,7 +43,7 @@ def _run(tmp_path: Path, actions: list[dict[str, Any]], purchases: list[dict[str
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    return {n: _read(paths[n]) for n in ("output", "late_output", "error_output")}
+    return {n: read_jsonl(paths[n]) for n in ("output", "late_output", "error_output")}
 
 
 def test_in_order_inputs_give_exactly_the_brute_force_pairs(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from eventio import generators
 from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.quarterly_reports import build
+from tests.flow_files import run_on_files
 
 MINUTE = 60_000
 DAY = 24 * 60 * MINUTE
@@ -80,15 +81,8 @@ def observed(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     return sorted(tuple(r[k] for k in keys) for r in records)
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _run(tmp_path: Path, events: list[dict[str, Any]], **extra: Any) -> dict[str, list[dict[str, Any]]]:
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    paths = {n: tmp_path / f"{n}.jsonl" for n in ("output", "late_output", "error_output")}
-    run_main(build(input_path=str(tmp_path / "in.jsonl"), **{f"{n}_path": str(p) for n, p in paths.items()}, **extra))
-    return {n: _read(p) for n, p in paths.items()}
+    return run_on_files(build, tmp_path, map(json.dumps, events), **extra)
 
 
 def disordered(count: int, seed: int) -> list[dict[str, Any]]:

@@ -7,17 +7,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bytewax.testing import run_main
 
 from eventio import generators
 from flows.realtime_analytics import build
 from tests.windowing_reference import Reference, Spec
+from tests.flow_files import OUTPUTS, run_on_files
 
 MINUTE = 60_000
-
-
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 def _events() -> list[dict[str, Any]]:
@@ -40,11 +36,7 @@ def _reference(events: list[dict[str, Any]]) -> tuple[list[Any], list[Any]]:
 
 
 def _run(tmp_path: Path, events: list[dict[str, Any]], **extra: Any) -> dict[str, list[dict[str, Any]]]:
-    names = ("input", "output", "late_output", "error_output", "late_summary")
-    paths = {f"{n}_path": str(tmp_path / f"{n}.jsonl") for n in names}
-    Path(paths["input_path"]).write_text("".join(json.dumps(e) + "\n" for e in events))
-    run_main(build(**paths, **extra))
-    return {n: _read(Path(paths[f"{n}_path"])) for n in names[1:]}
+    return run_on_files(build, tmp_path, map(json.dumps, events), (*OUTPUTS, "late_summary"), **extra)
 
 
 def test_windows_late_updates_and_late_events_match_flinks_rules(tmp_path: Path) -> None:

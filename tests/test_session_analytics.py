@@ -21,6 +21,7 @@ from eventio.demo import read_topic
 from flows.session_analytics import build
 from tests.killed_runs import run_killed_and_resumed
 from tests.windowing_reference import Reference, Spec
+from tests.flow_files import read_jsonl
 
 MINUTE = 60_000
 GAPS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE, "idle": 2 * MINUTE}
@@ -69,10 +70,6 @@ def _counters() -> dict[str, float]:
     }
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _write(path: Path, events: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(e) + "\n" for e in events))
 
@@ -90,17 +87,17 @@ def test_out_of_order_and_late_events_match_flinks_rules(tmp_path: Path) -> None
     run_main(build(**paths))
     after = _counters()
     want, want_late = expected(events)
-    got = observed(_read(Path(paths["output_path"])))
+    got = observed(read_jsonl(Path(paths["output_path"])))
     assert got == want
-    lines = _read(Path(paths["output_path"]))
+    lines = read_jsonl(Path(paths["output_path"]))
     assert after["late_firings"] - before["late_firings"] == sum(1 for r in lines if r["is_late_update"])
     assert after["firings"] - before["firings"] == sum(1 for r in lines if not r["is_late_update"])
     assert after["very_late"] - before["very_late"] == len(want_late)
     assert after["behind"] - before["behind"] >= len(want_late) + (after["late_firings"] - before["late_firings"])
-    assert sum(1 for r in _read(Path(paths["output_path"])) if r["is_late_update"]) > 0
-    assert sorted(e["event_id"] for e in _read(Path(paths["late_output_path"]))) == want_late
+    assert sum(1 for r in read_jsonl(Path(paths["output_path"])) if r["is_late_update"]) > 0
+    assert sorted(e["event_id"] for e in read_jsonl(Path(paths["late_output_path"]))) == want_late
     assert want_late, "the input should contain events beyond the allowed lateness"
-    assert _read(Path(paths["error_output_path"])) == []
+    assert read_jsonl(Path(paths["error_output_path"])) == []
 
 
 def test_two_workers_give_the_same_sessions_as_one(tmp_path: Path) -> None:
@@ -111,7 +108,7 @@ def test_two_workers_give_the_same_sessions_as_one(tmp_path: Path) -> None:
         Path(paths["input_path"]).parent.mkdir()
         _write(Path(paths["input_path"]), events)
         cluster_main(build(**paths), [], 0, worker_count_per_proc=workers)
-        results.append(observed(_read(Path(paths["output_path"]))))
+        results.append(observed(read_jsonl(Path(paths["output_path"]))))
     assert results[0] == results[1] == expected(events)[0]
 
 
@@ -142,6 +139,6 @@ def test_killed_and_resumed_run_ends_with_the_same_sessions(tmp_path: Path) -> N
     assert kills >= 1, "the run finished before it could be killed; make the input larger"
     uninterrupted = {n: str(tmp_path / f"plain-{n}.jsonl") for n in ("output_path", "late_output_path", "error_output_path")}
     run_main(build(input_path=str(inp), **uninterrupted))
-    assert observed(_read(out)) == observed(_read(Path(uninterrupted["output_path"])))
-    assert sorted(e["event_id"] for e in _read(tmp_path / "late.jsonl")) == sorted(
-        e["event_id"] for e in _read(Path(uninterrupted["late_output_path"])))
+    assert observed(read_jsonl(out)) == observed(read_jsonl(Path(uninterrupted["output_path"])))
+    assert sorted(e["event_id"] for e in read_jsonl(tmp_path / "late.jsonl")) == sorted(
+        e["event_id"] for e in read_jsonl(Path(uninterrupted["late_output_path"])))

@@ -1,0 +1,35 @@
+"""A flow run on JSON-lines files, as the flow tests do it: write the input,
+run the flow to the end of the file, read back every output file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from bytewax.dataflow import Dataflow
+from bytewax.testing import run_main
+
+OUTPUTS = ("output", "late_output", "error_output")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file; none if the flow never wrote it."""
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_on_files(
+    build: Callable[..., Dataflow],
+    tmp_path: Path,
+    lines: Iterable[str],
+    outputs: Iterable[str] = OUTPUTS,
+    **overrides: Any,
+) -> dict[str, list[dict[str, Any]]]:
+    """`build(input_path=..., <name>_path=... for each output, **overrides)`
+    run over `lines`; the records of each output by name."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    source = tmp_path / "input.jsonl"
+    source.write_text("".join(line + "\n" for line in lines))
+    paths = {name: tmp_path / f"{name}.jsonl" for name in outputs}
+    run_main(build(input_path=str(source), **{f"{n}_path": str(p) for n, p in paths.items()}, **overrides))
+    return {name: read_jsonl(p) for name, p in paths.items()}
