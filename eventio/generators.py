@@ -149,17 +149,21 @@ def fraud(count: int = 10_000, seed: int = 7, users: int = 300, frauds: int = 25
     seq = _counter()
     fraud_at = set(rnd.sample(range(count // 4, count), frauds))
     last_fraud_user_ts: dict[str, int] = {}
+    visited: dict[str, set[str]] = {}
     for n in range(count):
         ts += rnd.randint(100, 3_000)
         user = rnd.choice(list(home))
         if n in fraud_at and ts - last_fraud_user_ts.get(user, -10**15) > 60 * MINUTE:
             last_fraud_user_ts[user] = ts
-            new_loc = LOCATIONS[3 + len(planted) % 5]
-            failed = rnd.random() < 0.3
-            login = _ev(next(seq), user, "login", ts, location=home[user] if failed else new_loc,
+            visited.setdefault(user, set())
+            unseen = [loc for loc in LOCATIONS[3:] if loc not in visited[user]]
+            failed = rnd.random() < 0.3 or not unseen
+            login = _ev(next(seq), user, "login", ts,
+                        location=home[user] if failed else unseen[len(planted) % len(unseen)],
                         failed_attempts=rnd.randint(1, 4) if failed else 0)
             tx = _ev(next(seq), user, "transaction", ts + rnd.randint(MINUTE, 9 * MINUTE),
                      amount=round(rnd.uniform(10_001, 50_000), 2), location=login["location"])
+            visited[user].add(login["location"])
             events += [login, tx]
             planted.append({"user_id": user, "login_event_id": login["event_id"],
                             "transaction_event_id": tx["event_id"], "amount": tx["amount"]})

@@ -130,12 +130,12 @@ def test_kafka_to_kafka_with_three_partitions(broker: EmbeddedBroker, topic_name
 def test_killed_and_resumed_run_ends_with_the_same_sessions(tmp_path: Path) -> None:
     """SIGKILL mid-run, resume from recovery: same results as an uninterrupted
     run (which the smaller tests above check against the reference)."""
-    events = list(generators.disorder(generators.sessions(250_000, seed=3, users=5000), seed=3,
+    events = list(generators.disorder(generators.sessions(500_000, seed=3, users=5000), seed=3,
                                       bound_ms=MINUTE, late_fraction=0.01, late_by_ms=10 * MINUTE))
     inp = tmp_path / "in.jsonl"
     _write(inp, events)
     out = tmp_path / "out.jsonl"
-    kills = run_killed_and_resumed("session_analytics", tmp_path, seed=1, parts=2, kill_after_s=(0.8, 3.0))
+    kills = run_killed_and_resumed("session_analytics", tmp_path, seed=1, parts=2)
     assert kills >= 1, "the run finished before it could be killed; make the input larger"
     uninterrupted = {n: str(tmp_path / f"plain-{n}.jsonl") for n in ("output_path", "late_output_path", "error_output_path")}
     run_main(build(input_path=str(inp), **uninterrupted))
