@@ -17,8 +17,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional, Protocol, Sequence
 
-OutRecord = tuple[str, Optional[bytes], Optional[bytes], Any]
-"""(topic, key, value, headers) of one output record."""
+OutRecord = tuple[str, Optional[int], Optional[bytes], Optional[bytes], Any]
+"""(topic, partition or None for the producer's partitioner, key, value,
+headers) of one output record."""
 
 SinkState = tuple[int, tuple[OutRecord, ...]]
 """(sequence number of the last snapshot with output, its records)."""

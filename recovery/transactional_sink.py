@@ -6,7 +6,9 @@ transactions follow Bytewax epochs.
 
 Each sink partition owns one transactional producer with the stable id
 `{prefix}-{step_id}-{partition}`: a restarted worker's `init_transactions()`
-fences the zombie and aborts its open transaction. The records of an epoch
+fences the zombie and aborts its open transaction. Each Kafka partition of
+the output is written by exactly one sink partition (`OutputPartitions`), so
+no two of the sink's transactions are ever open on the same Kafka partition. The records of an epoch
 are kept in the partition's snapshot and committed in one transaction at the
 partition's first call after that snapshot is durable (see
 `recovery/epoch_commit.py` and `recovery/README.md`). The transaction also
@@ -22,6 +24,7 @@ committed.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import zlib
 from datetime import timedelta
@@ -39,8 +42,8 @@ from recovery.heartbeat import heartbeats
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_KEY_PREFIX = "\x00heartbeat:"
-"""Routing key prefix of heartbeat ticks: `prefix + str(partition index)`."""
+ROUTE_KEY_PREFIX = "\x00sink-partition:"
+"""Routing key of items and heartbeat ticks: `prefix + str(sink partition index)`."""
 
 _FENCING_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
 
@@ -107,8 +110,8 @@ class KafkaTransactionalWriter:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 self._producer.begin_transaction()
-                for topic, key, value, headers in records:
-                    self._produce(topic, key, value, headers)
+                for topic, partition, key, value, headers in records:
+                    self._produce(topic, partition, key, value, headers)
                 self._producer.send_offsets_to_transaction(progress, self._group_metadata, self._timeout_s)
                 self._retrying(self._producer.commit_transaction)
                 metrics.TRANSACTIONS.labels("committed").inc()
@@ -129,10 +132,12 @@ class KafkaTransactionalWriter:
                 metrics.TRANSACTIONS.labels("aborted").inc()
                 self._producer.abort_transaction(self._timeout_s)
 
-    def _produce(self, topic: str, key: Optional[bytes], value: Optional[bytes], headers: Any) -> None:
+    def _produce(self, topic: str, partition: Optional[int], key: Optional[bytes], value: Optional[bytes],
+                 headers: Any) -> None:
+        extra = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(topic, value, key, headers=headers, **extra)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -173,7 +178,7 @@ class _TransactionalPartition(StatefulSinkPartition[Message, SinkState]):
     def write_batch(self, values: list[Message]) -> None:
         topic = self._topic
         self._committer.add(
-            [(m.topic or topic, m.key, m.value, m.headers) for m in values if m is not None]
+            [(m.topic or topic, m.partition, m.key, m.value, m.headers) for m in values if m is not None]
         )
 
     def snapshot(self) -> SinkState:
@@ -183,14 +188,72 @@ class _TransactionalPartition(StatefulSinkPartition[Message, SinkState]):
         self._committer.close()
 
 
-class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
-    """Kafka sink with exactly-once output under Bytewax recovery.
+class OutputPartitions:
+    """Places each output message on a Kafka partition and names the one
+    sink partition that owns that Kafka partition.
 
-    Items are `(key, KafkaSinkMessage)` pairs; the key picks the sink
-    partition (CRC-32), the message's key the Kafka partition, its `topic`
-    (default `topic`) the topic; `partition` and `timestamp` are not used.
-    `partitions` is the number of transactional producers and must stay the
-    same for the life of a recovery store.
+    A message's `partition` is kept if set; otherwise it is the CRC-32 of the
+    message key modulo the topic's partition count, as librdkafka's default
+    partitioner (`consistent_random`) computes it, so a flow's keys land on
+    the same partitions whichever delivery guarantee it runs with. Messages
+    without a key are placed by the CRC-32 of their routing key instead of
+    at random, so a replayed epoch goes where it went before. Kafka
+    partition `p` of topic `t` belongs to sink partition `(crc32(t) + p) mod
+    sink partitions`: consecutive partitions go to different producers.
+    """
+
+    def __init__(self, brokers: Sequence[str], default_topic: str, sink_partitions: int, timeout_s: float) -> None:
+        self._brokers = ",".join(brokers)
+        self._default_topic = default_topic
+        self._sink_partitions = sink_partitions
+        self._timeout_s = timeout_s
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._metadata: Optional[Producer] = None
+
+    def partition_count(self, topic: str) -> int:
+        """Partitions of `topic`, asked of the cluster once per topic."""
+        count = self._counts.get(topic)
+        if count is None:
+            with self._lock:
+                if self._metadata is None:
+                    self._metadata = Producer({"bootstrap.servers": self._brokers})
+                meta = self._metadata.list_topics(topic, timeout=self._timeout_s).topics.get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise KafkaException(
+                    meta.error if meta is not None and meta.error is not None
+                    else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"output topic {topic!r} has no partitions"))
+            count = self._counts[topic] = len(meta.partitions)
+        return count
+
+    def owner(self, topic: str, partition: int) -> int:
+        """Index of the sink partition that writes Kafka partition `partition` of `topic`."""
+        return (zlib.crc32(topic.encode()) + partition) % self._sink_partitions
+
+    def route(self, item: tuple[str, KafkaSinkMessage[Any, Any]]) -> tuple[str, KafkaSinkMessage[Any, Any]]:
+        """`(routing key, message)` with the message's topic and partition set."""
+        key, msg = item
+        topic = msg.topic or self._default_topic
+        partition = msg.partition
+        if partition is None or msg.topic is None:
+            if partition is None:
+                hashed = msg.key if msg.key else key
+                raw = hashed.encode() if isinstance(hashed, str) else hashed
+                partition = zlib.crc32(raw) % self.partition_count(topic)
+            msg = KafkaSinkMessage(msg.key, msg.value, topic, msg.headers, partition, msg.timestamp)
+        return f"{ROUTE_KEY_PREFIX}{self.owner(topic, partition)}", msg
+
+
+class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
+    """Kafka sink with exactly-once output under Bytewax recovery; use it
+    through `exactly_once_output`.
+
+    Items are `(routing key, KafkaSinkMessage)` pairs as made by
+    `OutputPartitions.route` (messages with topic and partition set) or
+    heartbeat ticks `(routing key, None)`. `partitions` is the number of
+    transactional producers and must stay the same for the life of a
+    recovery store; with fewer output partitions than that, the surplus
+    producers stay idle.
     """
 
     def __init__(
@@ -218,18 +281,22 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
         width = len(str(partitions - 1))
         # Equal-width names sort in index order, which `part_fn` relies on.
         self._names = [str(i).zfill(width) for i in range(partitions)]
+        self.placement = OutputPartitions(self.brokers, topic, partitions, timeout_s)
 
     def list_parts(self) -> list[str]:
         return list(self._names)
 
     def part_fn(self, item_key: str) -> int:
-        if item_key.startswith(HEARTBEAT_KEY_PREFIX):
-            return int(item_key[len(HEARTBEAT_KEY_PREFIX):])
-        return zlib.crc32(item_key.encode())
+        if not item_key.startswith(ROUTE_KEY_PREFIX):
+            raise ValueError(
+                f"item key {item_key!r} is not a sink routing key: write to a TransactionalKafkaSink "
+                "with exactly_once_output, which routes each message to the producer owning its partition"
+            )
+        return int(item_key[len(ROUTE_KEY_PREFIX):])
 
     def heartbeat_keys(self) -> list[str]:
         """One routing key per partition, for heartbeat ticks."""
-        return [f"{HEARTBEAT_KEY_PREFIX}{i}" for i in range(self.partitions)]
+        return [f"{ROUTE_KEY_PREFIX}{i}" for i in range(self.partitions)]
 
     def transactional_id(self, step_id: str, part: str) -> str:
         return f"{self.transactional_id_prefix}-{step_id}-{part}"
@@ -253,16 +320,18 @@ def exactly_once_output(
     sink: TransactionalKafkaSink,
     heartbeat_interval: Optional[timedelta] = timedelta(milliseconds=500),
 ) -> None:
-    """Write keyed messages to `sink`, with heartbeat ticks to every partition
-    every `heartbeat_interval` so quiet partitions commit promptly. Pass
-    `None` for bounded input: the heartbeat never ends, so neither would the
-    flow."""
+    """Write keyed messages to `sink`, each to the sink partition that owns
+    its Kafka partition (the key places messages without a Kafka key), with
+    heartbeat ticks to every partition every `heartbeat_interval` so quiet
+    partitions commit promptly. Pass `None` for bounded input: the heartbeat
+    never ends, so neither would the flow."""
+    routed: Stream[tuple[str, Message]] = op.map(f"{step_id}_route", up, sink.placement.route)
     if heartbeat_interval is None:
-        op.output(step_id, up, sink)
+        op.output(step_id, routed, sink)
         return
     keys = sink.heartbeat_keys()
     ticks = heartbeats(f"{step_id}_heartbeat", up.flow(), heartbeat_interval)
     fanned: Stream[tuple[str, Message]] = op.flat_map(
         f"{step_id}_heartbeat_fan", ticks, lambda _: [(k, None) for k in keys]
     )
-    op.output(step_id, op.merge(f"{step_id}_merge", up, fanned), sink)
+    op.output(step_id, op.merge(f"{step_id}_merge", routed, fanned), sink)

@@ -55,7 +55,7 @@ def test_new_writer_fences_the_old_and_aborts_its_open_transaction(broker: Embed
     bs = broker.bootstrap_servers
     broker.create_topics({topic_name: 1})
     old = KafkaTransactionalWriter([bs], topic_name, topic_name, {}, timeout_s=20)
-    old.commit([(topic_name, None, b"before", [])], 1)
+    old.commit([(topic_name, None, None, b"before", [])], 1)
     replacement: list[KafkaTransactionalWriter] = []
 
     def start_replacement() -> None:
@@ -64,10 +64,10 @@ def test_new_writer_fences_the_old_and_aborts_its_open_transaction(broker: Embed
 
     old._producer = _StallingProducer(old._producer, start_replacement)
     with pytest.raises(FencedError, match="taken over"):
-        old.commit([(topic_name, None, b"zombie", [])], 2)
+        old.commit([(topic_name, None, None, b"zombie", [])], 2)
     (new,) = replacement
     assert new.committed_seq() == 1
-    new.commit([(topic_name, None, b"after", [])], 2)
+    new.commit([(topic_name, None, None, b"after", [])], 2)
 
     log = read_topic(bs, topic_name)[0]
     assert [r.value for r in log.visible()] == [b"before", b"after"]

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Optional, Sequence
 
 import pytest
+from bytewax.connectors.kafka import KafkaSinkMessage
+from confluent_kafka import Producer
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,7 +26,7 @@ from eventio.broker import EmbeddedBroker
 from recovery.epoch_commit import EpochCommitter, OutRecord, SinkState
 from recovery.heartbeat import MAX_SLEEP, HeartbeatSource
 from recovery.transactional_sink import (
-    HEARTBEAT_KEY_PREFIX,
+    ROUTE_KEY_PREFIX,
     KafkaTransactionalWriter,
     TransactionalKafkaSink,
 )
@@ -69,7 +71,7 @@ class FakeWriter:
 
 
 def rec(i: int) -> OutRecord:
-    return ("t", None, str(i).encode(), [])
+    return ("t", None, None, str(i).encode(), [])
 
 
 @given(st.integers(1, 40), st.integers(0, 8), st.data())
@@ -144,8 +146,9 @@ def test_sink_routes_heartbeats_to_each_partition_and_validates() -> None:
     parts = sink.list_parts()
     assert parts == sorted(parts) and len(parts) == 12
     assert [parts[sink.part_fn(k) % 12] for k in sink.heartbeat_keys()] == parts
-    assert sink.heartbeat_keys()[3] == f"{HEARTBEAT_KEY_PREFIX}3"
-    assert sink.part_fn("u1") == sink.part_fn("u1")
+    assert sink.heartbeat_keys()[3] == f"{ROUTE_KEY_PREFIX}3"
+    with pytest.raises(ValueError, match="exactly_once_output"):
+        sink.part_fn("u1")  # only keys made by OutputPartitions.route
     assert sink.transactional_id("flow.out", "07") == "p-flow.out-07"
     with pytest.raises(ValueError):
         TransactionalKafkaSink(["b:1"], "t", transactional_id_prefix="p", partitions=0)
@@ -175,11 +178,43 @@ def _writer(broker: EmbeddedBroker, tid: str, topic: str) -> KafkaTransactionalW
     return KafkaTransactionalWriter([broker.bootstrap_servers], tid, topic, {}, timeout_s=20)
 
 
+def test_keyed_output_lands_where_the_default_partitioner_puts_it_and_each_partition_has_one_writer(
+    broker: EmbeddedBroker, topic_name: str,
+) -> None:
+    """Switching a flow from at-least-once (plain producer) to exactly-once
+    must not move its keys; no two producers may write one Kafka partition."""
+    bs = broker.bootstrap_servers
+    broker.create_topics({topic_name: 5, f"{topic_name}-dlq": 1})
+    keys = [f"user-{i}".encode() for i in range(300)]
+    delivered: dict[bytes, int] = {}
+    plain = Producer({"bootstrap.servers": bs})
+    for k in keys:
+        plain.produce(topic_name, b"v", k, on_delivery=lambda err, msg: delivered.__setitem__(msg.key(), msg.partition()))
+    assert plain.flush(20) == 0
+    sink = TransactionalKafkaSink([bs], topic_name, transactional_id_prefix="p", partitions=4)
+    routed = [sink.placement.route(("ignored", KafkaSinkMessage(k, b"v"))) for k in keys]
+    assert {m.key: m.partition for _, m in routed} == delivered
+    assert {m.topic for _, m in routed} == {topic_name}
+    owners = {(m.topic, m.partition): sink.part_fn(route) % 4 for route, m in routed}
+    assert {owners[(t, p)] for (t, p) in owners} == {0, 1, 2, 3}, "five partitions spread over four producers"
+    for route, m in routed:
+        assert sink.part_fn(route) % 4 == owners[(m.topic, m.partition)]
+    # No Kafka key: placed by the routing key, the same way every time;
+    # an explicit topic and partition are kept.
+    unkeyed = [sink.placement.route((f"k{i}", KafkaSinkMessage(None, b"v"))) for i in range(50)]
+    assert unkeyed == [sink.placement.route((f"k{i}", KafkaSinkMessage(None, b"v"))) for i in range(50)]
+    assert {m.partition for _, m in unkeyed} == set(range(5))
+    _, dlq = sink.placement.route(("k", KafkaSinkMessage(b"x", b"v", topic=f"{topic_name}-dlq")))
+    assert (dlq.topic, dlq.partition) == (f"{topic_name}-dlq", 0)
+    _, pinned = sink.placement.route(("k", KafkaSinkMessage(b"x", b"v", partition=3)))
+    assert (pinned.topic, pinned.partition) == (topic_name, 3)
+
+
 def test_kafka_writer_commits_records_and_sequence_together(broker: EmbeddedBroker, topic_name: str) -> None:
     broker.create_topics({topic_name: 2})
     w = _writer(broker, topic_name, topic_name)
     assert w.committed_seq() == 0
-    w.commit([(topic_name, b"k", b"a", []), (topic_name, b"j", b"b", [("h", b"1")])], 7)
+    w.commit([(topic_name, None, b"k", b"a", []), (topic_name, 1, b"j", b"b", [("h", b"1")])], 7)
     assert w.committed_seq() == 7
     assert sorted(_values(broker.bootstrap_servers, topic_name)) == [b"a", b"b"]
     w.close()
@@ -196,7 +231,7 @@ def test_kafka_crash_points_of_the_design(broker: EmbeddedBroker, topic_name: st
         return EpochCommitter(_writer(broker, tid, topic_name), state)
 
     def batch(*values: str) -> list[OutRecord]:
-        return [(topic_name, None, v.encode(), []) for v in values]
+        return [(topic_name, 0, None, v.encode(), []) for v in values]
 
     c = part(None)
     c.add(batch("e1a", "e1b"))
@@ -220,7 +255,7 @@ def test_kafka_crash_points_of_the_design(broker: EmbeddedBroker, topic_name: st
     # Crash in the middle of a transaction: records reach the log, no marker.
     zombie = _writer(broker, tid, topic_name)
     zombie._producer.begin_transaction()
-    zombie._produce(topic_name, None, b"open", [])
+    zombie._produce(topic_name, 0, None, b"open", [])
     zombie._producer.flush(10)
     c = part(s3)
     log = read_topic(bs, topic_name)[0]
