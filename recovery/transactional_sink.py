@@ -8,11 +8,11 @@ Each sink partition owns one transactional producer with the stable id
 `{prefix}-{step_id}-{partition}`: a restarted worker's `init_transactions()`
 fences the zombie and aborts its open transaction. Each Kafka partition of
 the output is written by exactly one sink partition (`OutputPartitions`), so
-no two of the sink's transactions are ever open on the same Kafka partition. The records of an epoch
-are kept in the partition's snapshot and committed in one transaction at the
-partition's first call after that snapshot is durable (see
-`recovery/epoch_commit.py` and `recovery/README.md`). The transaction also
-commits the epoch's sequence number as the offset of partition 0 of the
+no two of the sink's transactions are ever open on the same Kafka partition.
+The records of an epoch are kept in the partition's snapshot and committed in
+one transaction at the partition's first call after that snapshot is durable
+(see `recovery/epoch_commit.py` and `recovery/README.md`). The transaction
+also commits the epoch's sequence number as the offset of partition 0 of the
 output topic in the consumer group `{transactional id}.progress`, so on
 resume the pending epoch is committed only if Kafka has not seen it yet.
 
@@ -235,11 +235,11 @@ class OutputPartitions:
         key, msg = item
         topic = msg.topic or self._default_topic
         partition = msg.partition
-        if partition is None or msg.topic is None:
-            if partition is None:
-                hashed = msg.key if msg.key else key
-                raw = hashed.encode() if isinstance(hashed, str) else hashed
-                partition = zlib.crc32(raw) % self.partition_count(topic)
+        if partition is None:
+            hashed = msg.key if msg.key else key
+            raw = hashed.encode() if isinstance(hashed, str) else hashed
+            partition = zlib.crc32(raw) % self.partition_count(topic)
+        if partition != msg.partition or topic != msg.topic:
             msg = KafkaSinkMessage(msg.key, msg.value, topic, msg.headers, partition, msg.timestamp)
         return f"{ROUTE_KEY_PREFIX}{self.owner(topic, partition)}", msg
 
