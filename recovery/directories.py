@@ -42,7 +42,9 @@ class RecoveryInfo:
     executions: list[dict[str, int]] = field(default_factory=list)
     """Each execution: number, worker count and the epoch it resumed from."""
     frontiers: dict[int, int] = field(default_factory=dict)
-    """Latest execution: worker index -> first epoch not yet complete."""
+    """Latest execution with a frontier: worker index -> first epoch not yet complete."""
+    frontiers_execution: Optional[int] = None
+    """Number of the execution `frontiers` belongs to."""
     commit_epochs: dict[int, int] = field(default_factory=dict)
     """Recovery partition -> newest epoch whose snapshots are committed."""
     steps: dict[str, StepState] = field(default_factory=dict)
@@ -84,8 +86,9 @@ def init(directory: Path, partitions: int) -> bool:
     return True
 
 
-def inspect(directory: Path) -> RecoveryInfo:
-    """Read executions, frontiers, commit epochs and snapshot sizes."""
+def inspect(directory: Path, *, snapshots: bool = True) -> RecoveryInfo:
+    """Read executions, frontiers, commit epochs and (unless `snapshots` is
+    false, for cheap polling of a running flow) snapshot sizes."""
     count = partition_count(directory)
     if count is None:
         raise FileNotFoundError(f"{directory} holds no recovery partitions")
@@ -100,6 +103,8 @@ def inspect(directory: Path) -> RecoveryInfo:
                 fronts.setdefault(ex, {})[worker] = frontier
             for part, epoch in db.execute("SELECT part_index, commit_epoch FROM commits"):
                 info.commit_epochs[part] = epoch
+            if not snapshots:
+                continue
             for step, keys, newest, size in db.execute(
                 "SELECT step_id, COUNT(DISTINCT state_key), MAX(snap_epoch), SUM(LENGTH(ser_change)) "
                 "FROM snaps GROUP BY step_id"
@@ -110,7 +115,8 @@ def inspect(directory: Path) -> RecoveryInfo:
                 s.bytes += size or 0
     info.executions = [executions[k] for k in sorted(executions)]
     if fronts:
-        info.frontiers = fronts[max(fronts)]
+        info.frontiers_execution = max(fronts)
+        info.frontiers = fronts[info.frontiers_execution]
     return info
 
 

@@ -14,28 +14,26 @@ import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
+
+from recovery.directories import inspect
 
 EPOCH_S = 1
 
 
 def _progress(recovery: Path) -> tuple[int, int, int] | None:
     """(execution number, resume epoch, highest worker frontier) of the latest
-    execution in the recovery store that has recorded a frontier, or None if
-    none has (or the store is busy)."""
-    resume: dict[int, int] = {}
-    fronts: dict[int, int] = {}
-    for part in recovery.glob("*.sqlite3"):
-        try:
-            with closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=0.05)) as db:
-                resume.update(db.execute("SELECT ex_num, resume_epoch FROM exs"))
-                for ex, front in db.execute("SELECT ex_num, MAX(worker_frontier) FROM fronts GROUP BY ex_num"):
-                    fronts[ex] = max(front, fronts.get(ex, front))
-        except sqlite3.OperationalError:
-            return None
-    latest = max((ex for ex in fronts if ex in resume), default=None)
-    return None if latest is None else (latest, resume[latest], fronts[latest])
+    execution that has recorded a frontier, or None if none has (or the store
+    is busy)."""
+    try:
+        info = inspect(recovery, snapshots=False)
+    except sqlite3.OperationalError:
+        return None
+    ex = info.frontiers_execution
+    resume = {e["execution"]: e["resume_epoch"] for e in info.executions}
+    if ex is None or ex not in resume:
+        return None
+    return ex, resume[ex], max(info.frontiers.values())
 
 
 def run_killed_and_resumed(flow: str, tmp_path: Path, *, seed: int, parts: int = 1, attempts: int = 6,

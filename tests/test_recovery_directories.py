@@ -43,6 +43,9 @@ def test_inspect_shows_executions_frontiers_and_state(tmp_path: Path) -> None:
     assert info.resume_epoch is not None and info.resume_epoch >= info.executions[1]["resume_epoch"]
     (count_step,) = [name for name in info.steps if name.startswith("dirs.count.")]
     assert info.steps[count_step].keys == 3 and info.steps[count_step].bytes > 0
+    cheap = inspect(tmp_path, snapshots=False)
+    assert cheap.frontiers_execution == info.frontiers_execution == 1
+    assert cheap.frontiers == info.frontiers and cheap.steps == {}
     with pytest.raises(FileNotFoundError):
         inspect(tmp_path / "missing")
 
