@@ -17,6 +17,7 @@ from typing import Callable, Iterable
 import pytest
 
 from eventio import generators
+from tests.flow_files import read_jsonl
 from tests.killed_runs import run_killed_and_resumed
 
 Records = Callable[[], Iterable[dict]]
@@ -37,7 +38,7 @@ def _outputs(run_dir: Path) -> dict[str, Counter[str]]:
     for path in sorted(run_dir.glob("*.jsonl")):
         if path.name == "in.jsonl":
             continue
-        records = [json.loads(line) for line in path.read_text().splitlines()]
+        records = read_jsonl(path)
         for r in records:
             r.pop("source", None)
         out[path.name] = Counter(json.dumps(r, sort_keys=True) for r in records)
