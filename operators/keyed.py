@@ -33,8 +33,10 @@ import os
 import pickle
 import time
 import zlib
+from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Hashable, Iterable, Optional, Sequence, TypedDict, TypeVar, Union
+from operator import itemgetter
+from typing import Any, Callable, Hashable, Iterable, Mapping, Optional, Sequence, TypedDict, TypeVar, Union
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -59,6 +61,9 @@ _ANNOUNCE = 1
 _BROADCAST = 2
 
 _EMPTY: tuple[()] = ()
+
+_port_of = itemgetter(0)
+"""The port of an emitted `(port, item)`."""
 
 
 class Wiring(TypedDict, total=False):
@@ -289,9 +294,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         if not emitted:
             return []
         self.core.emitted = []
-        counts: dict[str, int] = {}
-        for port, _ in emitted:
-            counts[port] = counts.get(port, 0) + 1
+        counts = Counter(map(_port_of, emitted))
         for port, n in counts.items():
             metrics.EVENTS_OUT.labels(self.step_id, port).inc(n)
         if "late" in counts:
@@ -313,6 +316,7 @@ def keyed_event_time(
     watermarks: Union[Callable[[], WatermarkGenerator[V]], Sequence[Callable[[], WatermarkGenerator[V]]]],
     logic: Callable[[], EventTimeLogic[V]],
     ports: Sequence[str] = ("down", "late"),
+    observers: Optional[Mapping[str, Callable[[list[Any]], None]]] = None,
     shards: int = DEFAULT_SHARDS,
     partition_of: Optional[Callable[[V], Hashable]] = None,
     expected_channels: Union[int, Callable[[], int], Sequence[Union[int, Callable[[], int]]]] = 1,
@@ -330,7 +334,10 @@ def keyed_event_time(
     partitions feed each input: the watermark waits until all have reported,
     or until `idle_timeout_ms` passes. Items of `broadcast` reach every
     shard through `EventTimeLogic.on_broadcast`. Every port's stream carries
-    the items the logic emitted on it, in emission order per shard.
+    the items the logic emitted on it, in emission order per shard;
+    `observers[port](items)`, if given, sees each non-empty batch of a port
+    (for metrics) without a step of its own, which would cost a Bytewax hop
+    per item.
     """
     if not inputs:
         raise ValueError(f"{step_id}: at least one input stream is required")
@@ -381,7 +388,7 @@ def keyed_event_time(
 
     results = op.stateful_batch(f"{step_id}_shards", merged, build_shard)
     return {
-        port: op.flat_map_batch(f"{step_id}_{port}", results, _port_filter(port))
+        port: op.flat_map_batch(f"{step_id}_{port}", results, _port_filter(port, (observers or {}).get(port)))
         for port in ports
     }
 
@@ -408,8 +415,13 @@ def _unwrap(batch: list[tuple[str, tuple[str, Any]]]) -> list[tuple[str, Any]]:
     return [routed for _, routed in batch]
 
 
-def _port_filter(port: str) -> Callable[[list[tuple[str, tuple[str, Any]]]], list[Any]]:
+def _port_filter(
+    port: str, observe: Optional[Callable[[list[Any]], None]]
+) -> Callable[[list[tuple[str, tuple[str, Any]]]], list[Any]]:
     def select(batch: list[tuple[str, tuple[str, Any]]]) -> list[Any]:
-        return [item for _, (p, item) in batch if p == port]
+        items = [item for _, (p, item) in batch if p == port]
+        if observe is not None and items:
+            observe(items)
+        return items
 
     return select

@@ -18,9 +18,9 @@ sharding and watermark plumbing in `operators/keyed.py`. Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Callable, Hashable, Optional, Sequence, Union
 
-import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
@@ -32,6 +32,11 @@ from operators.window_operator import AggregateFunction, ProcessWindowFunction, 
 from operators.windows import GlobalWindows, WindowAssigner
 
 PORTS = ("down", "late", "invalid")
+
+_result = itemgetter(1)
+_is_late_update = itemgetter(4)
+"""`(key, WindowResult)` -> the result -> its `is_late_update`, at C speed:
+firings are counted per result."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,16 @@ def window(
         logic()
     except (TypeError, ValueError) as ex:
         raise ValueError(f"{step_id}: {ex}") from ex
+    on_time = metrics.WINDOW_FIRINGS.labels(step_id, "false")
+    late = metrics.WINDOW_FIRINGS.labels(step_id, "true")
+
+    def count_firings(batch: list[tuple[str, WindowResult]]) -> None:
+        late_updates = sum(map(_is_late_update, map(_result, batch)))
+        if late_updates:
+            late.inc(late_updates)
+        if len(batch) > late_updates:
+            on_time.inc(len(batch) - late_updates)
+
     streams: dict[str, Stream[Any]] = keyed_event_time(
         step_id,
         [up],
@@ -94,25 +109,14 @@ def window(
         watermarks=watermarks,
         logic=logic,
         ports=PORTS,
+        observers={"down": count_firings},
         shards=shards,
         partition_of=partition_of,
         expected_channels=expected_channels,
         idle_timeout_ms=idle_timeout_ms,
         clock=clock,
     )
-    on_time = metrics.WINDOW_FIRINGS.labels(step_id, "false")
-    late = metrics.WINDOW_FIRINGS.labels(step_id, "true")
-
-    def count_firings(batch: list[tuple[str, WindowResult]]) -> list[tuple[str, WindowResult]]:
-        late_updates = sum(1 for _, result in batch if result.is_late_update)
-        if late_updates:
-            late.inc(late_updates)
-        if len(batch) > late_updates:
-            on_time.inc(len(batch) - late_updates)
-        return batch
-
-    down = op.flat_map_batch(f"{step_id}_firings", streams["down"], count_firings)
-    return WindowOut(down, streams["late"], streams["invalid"])  # type: ignore[arg-type]
+    return WindowOut(streams["down"], streams["late"], streams["invalid"])  # type: ignore[arg-type]
 
 
 def count_window(
