@@ -4,6 +4,7 @@ run the flow to the end of the file, read back every output file."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -16,6 +17,22 @@ OUTPUTS = ("output", "late_output", "error_output")
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The records of a JSON-lines file; none if the flow never wrote it."""
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def output_multisets(run_dir: Path, input_name: str, drop: Iterable[str] = ()) -> dict[str, Counter[str]]:
+    """Every JSON-lines file in `run_dir` but the input, as a multiset of its
+    records (canonical JSON) without the fields in `drop`: for comparing two
+    runs whose output order may differ."""
+    out: dict[str, Counter[str]] = {}
+    for path in sorted(run_dir.glob("*.jsonl")):
+        if path.name == input_name:
+            continue
+        records = read_jsonl(path)
+        for r in records:
+            for name in drop:
+                r.pop(name, None)
+        out[path.name] = Counter(json.dumps(r, sort_keys=True) for r in records)
+    return out
 
 
 def run_on_files(

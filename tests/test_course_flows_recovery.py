@@ -10,14 +10,13 @@ timeouts run on processing time, so a killed run may rightly differ.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterable
 
 import pytest
 
 from eventio import generators
-from tests.flow_files import read_jsonl
+from tests.flow_files import output_multisets
 from tests.killed_runs import run_killed_and_resumed
 
 Records = Callable[[], Iterable[dict]]
@@ -31,20 +30,6 @@ CASES: dict[str, Records] = {
 }
 
 
-def _outputs(run_dir: Path) -> dict[str, Counter[str]]:
-    """Every output file's records as a multiset; dead letters without the
-    input path they name, which differs between the two runs."""
-    out: dict[str, Counter[str]] = {}
-    for path in sorted(run_dir.glob("*.jsonl")):
-        if path.name == "in.jsonl":
-            continue
-        records = read_jsonl(path)
-        for r in records:
-            r.pop("source", None)
-        out[path.name] = Counter(json.dumps(r, sort_keys=True) for r in records)
-    return out
-
-
 @pytest.mark.parametrize("flow", sorted(CASES))
 def test_killed_and_resumed_run_ends_with_the_same_outputs(tmp_path: Path, flow: str) -> None:
     lines = "".join(json.dumps(e) + "\n" for e in CASES[flow]())
@@ -55,6 +40,7 @@ def test_killed_and_resumed_run_ends_with_the_same_outputs(tmp_path: Path, flow:
     assert run_killed_and_resumed(flow, plain, seed=0, attempts=0) == 0
     kills = run_killed_and_resumed(flow, killed, seed=7, attempts=3)
     assert kills >= 1, "the run finished before it could be killed; make the input larger"
-    expected = _outputs(plain)
+    # Dead letters name the input path, which differs between the two runs.
+    expected = output_multisets(plain, "in.jsonl", drop=("source",))
     assert sum(len(c) for c in expected.values()) > 0
-    assert _outputs(killed) == expected
+    assert output_multisets(killed, "in.jsonl", drop=("source",)) == expected
