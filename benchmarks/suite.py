@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import bytewax.operators as op
@@ -65,7 +66,6 @@ GAPS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE,
 def _ours(n: int, keys: int, kind: str, recovery: bool = False) -> Result:
     """Our window operator: count per key, fed by TestingSource."""
     import tempfile
-    from operator import itemgetter
 
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
@@ -108,4 +108,55 @@ case("sliding_1h_5m_10000_keys", "our window(), sliding 1 h / 5 min count, 1,000
      n=1_000_000, keys=10_000, kind="sliding")(_ours)
 case("dynamic_sessions_10000_keys_recovery", "as dynamic_sessions_10000_keys with recovery on, epoch (-s) 10 s",
      baseline="dynamic_sessions_10000_keys", n=1_000_000, keys=10_000, kind="sessions", recovery=True)(_ours)
+
+
+def _interval_join(keys: int) -> Result:
+    """`operators.joins.interval_join` as a Bytewax step: 1M left and 200k
+    right events in timestamp order, `[0, 10 s]` (see `benchmarks/join_bench.py`)."""
+    from operators.eventtime import BoundedOutOfOrderness
+    from operators.joins import interval_join
+
+    from benchmarks.join_bench import BOUND_MS, LOWER_MS, UPPER_MS, events
+
+    stream = events(1_000_000, 200_000, keys)
+    flow = Dataflow("join_bench")
+    sides = op.branch("split", op.input("in", flow, TestingSource(stream, batch_size=BATCH)), lambda e: e[0] == 0)
+    key = itemgetter(1)
+    out = interval_join("join", op.key_on("key_left", sides.trues, key), op.key_on("key_right", sides.falses, key),
+                        lower_ms=LOWER_MS, upper_ms=UPPER_MS, timestamp_of=itemgetter(2),
+                        watermarks=lambda: BoundedOutOfOrderness(BOUND_MS))
+    pairs: list[Any] = []
+    op.output("out", out.down, TestingSink(pairs))
+    return _timed(flow, len(stream), pairs)
+
+
+def _cep_fraud(keys: int) -> Result:
+    """`operators.pattern_matching.match_pattern` as a Bytewax step: the fraud
+    pattern of `benchmarks/cep_bench.py` over 1M events arriving up to 2 s out
+    of order, 1,000 planted matches; fails unless exactly those are found."""
+    from operators.eventtime import BoundedOutOfOrderness
+    from operators.pattern_matching import match_pattern
+
+    from benchmarks.cep_bench import FRAUD, generate
+
+    stream, planted = generate(1_000_000, keys, 1_000, 2_000)
+    flow = Dataflow("cep_bench")
+    keyed = op.key_on("key", op.input("in", flow, TestingSource(stream, batch_size=BATCH)), attrgetter("user"))
+    out = match_pattern("fraud", keyed, FRAUD, timestamp_of=attrgetter("ts"),
+                        watermarks=lambda: BoundedOutOfOrderness(2_000),
+                        select=lambda key, m: (m["login"][0].id, m["tx"][0].id))
+    alerts: list[Any] = []
+    op.output("out", out.down, TestingSink(alerts))
+    result = _timed(flow, len(stream), alerts)
+    if {pair for _, pair in alerts} != planted:
+        raise RuntimeError(f"found {len(alerts)} alerts, not the {len(planted)} planted")
+    return result
+
+
+for keys in (1_000, 10_000, 1_000_000):
+    case(f"interval_join_{keys}_keys", f"our interval_join, 1,000,000 left + 200,000 right events, [0, 10 s], {keys:,} keys",
+         keys=keys)(_interval_join)
+    case(f"cep_fraud_{keys}_keys", f"our match_pattern, fraud pattern (login then transaction > 10k within 10 min), "
+         f"1,000,000 events 2 s out of order, {keys:,} keys, 1,000 planted", keys=keys)(_cep_fraud)
+
 import benchmarks.kafka_flows  # noqa: F401
