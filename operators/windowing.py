@@ -34,7 +34,7 @@ from operators.windows import GlobalWindows, WindowAssigner
 PORTS = ("down", "late", "invalid")
 
 _result = itemgetter(1)
-_is_late_update = itemgetter(4)
+_is_late_update = itemgetter(WindowResult._fields.index("is_late_update"))
 """`(key, WindowResult)` -> the result -> its `is_late_update`, at C speed:
 firings are counted per result."""
 
