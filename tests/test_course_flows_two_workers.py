@@ -13,6 +13,7 @@ timeouts run on processing time. `session_analytics` and
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -43,7 +44,7 @@ def _run(flow: str, run_dir: Path, lines: str, workers: int) -> dict[str, Counte
     run_dir.mkdir()
     source = run_dir / "in.jsonl"
     source.write_text(lines)
-    module = __import__(f"flows.{flow}", fromlist=["build"])
+    module = importlib.import_module(f"flows.{flow}")
     paths = {name: str(run_dir / f"{name}.jsonl") for name in ("output", "late_output", "error_output")}
     cluster_main(module.build(input_path=str(source), **{f"{n}_path": p for n, p in paths.items()}), [], 0,
                  worker_count_per_proc=workers)
