@@ -23,8 +23,13 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from operators.interval_join import IntervalJoin
+
+if TYPE_CHECKING:
+    from bytewax.dataflow import Dataflow
 
 BOUND_MS = 2_000
 LOWER_MS = 0
@@ -86,38 +91,48 @@ def flatness(total: int, keys: int) -> None:
     print(f"flatness: {total:,} in-order events in {elapsed:.1f} s; buffered after each tenth: {sizes}")
 
 
-def pipeline(left: int, right: int, keys: int, repeat: int) -> None:
-    from bytewax.dataflow import Dataflow
-    from bytewax.testing import TestingSink, TestingSource, run_main
+def pipeline_flow(stream: list[tuple[int, str, int, int]]) -> tuple[Dataflow, list[Any]]:
+    """`stream` through the whole Bytewax step (`operators.joins.interval_join`,
+    one source split into the left and right inputs); the flow and the list
+    its pairs are written to."""
     import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource
 
     from operators.eventtime import BoundedOutOfOrderness
     from operators.joins import interval_join
 
+    flow = Dataflow("join_bench")
+    sides = op.branch("split", op.input("in", flow, TestingSource(stream, batch_size=1_000)), lambda e: e[0] == 0)
+    key = itemgetter(1)
+    out = interval_join(
+        "join",
+        op.key_on("key_left", sides.trues, key),
+        op.key_on("key_right", sides.falses, key),
+        lower_ms=LOWER_MS,
+        upper_ms=UPPER_MS,
+        timestamp_of=itemgetter(2),
+        watermarks=lambda: BoundedOutOfOrderness(BOUND_MS),
+    )
+    pairs: list[Any] = []
+    op.output("out", out.down, TestingSink(pairs))
+    return flow, pairs
+
+
+def pipeline(left: int, right: int, keys: int, repeat: int) -> None:
+    from bytewax.testing import run_main
+
     stream = events(left, right, keys)
     elapsed = wall = float("inf")
     for _ in range(repeat):
-        flow = Dataflow("join_bench")
-        source = op.input("in", flow, TestingSource(stream, batch_size=1_000))
-        sides = op.branch("split", source, lambda event: event[0] == 0)
-        out = interval_join(
-            "join",
-            op.key_on("key_left", sides.trues, lambda event: event[1]),
-            op.key_on("key_right", sides.falses, lambda event: event[1]),
-            lower_ms=LOWER_MS,
-            upper_ms=UPPER_MS,
-            timestamp_of=lambda event: event[2],
-            watermarks=lambda: BoundedOutOfOrderness(BOUND_MS),
-        )
-        counts: list[int] = []
-        op.output("count", op.map("one", out.down, lambda _: 1), TestingSink(counts))
+        flow, pairs = pipeline_flow(stream)
         start, wall_start = time.process_time(), time.perf_counter()
         run_main(flow)
         elapsed = min(elapsed, time.process_time() - start)
         wall = min(wall, time.perf_counter() - wall_start)
     print(
         f"pipeline: {len(stream):,} events through the Bytewax step in {elapsed:.2f} s CPU "
-        f"({wall:.2f} s wall) = {len(stream) / elapsed:,.0f} events/s; {len(counts):,} pairs"
+        f"({wall:.2f} s wall) = {len(stream) / elapsed:,.0f} events/s; {len(pairs):,} pairs"
     )
 
 

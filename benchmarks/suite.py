@@ -113,20 +113,10 @@ case("dynamic_sessions_10000_keys_recovery", "as dynamic_sessions_10000_keys wit
 def _interval_join(keys: int) -> Result:
     """`operators.joins.interval_join` as a Bytewax step: 1M left and 200k
     right events in timestamp order, `[0, 10 s]` (see `benchmarks/join_bench.py`)."""
-    from operators.eventtime import BoundedOutOfOrderness
-    from operators.joins import interval_join
-
-    from benchmarks.join_bench import BOUND_MS, LOWER_MS, UPPER_MS, events
+    from benchmarks.join_bench import events, pipeline_flow
 
     stream = events(1_000_000, 200_000, keys)
-    flow = Dataflow("join_bench")
-    sides = op.branch("split", op.input("in", flow, TestingSource(stream, batch_size=BATCH)), lambda e: e[0] == 0)
-    key = itemgetter(1)
-    out = interval_join("join", op.key_on("key_left", sides.trues, key), op.key_on("key_right", sides.falses, key),
-                        lower_ms=LOWER_MS, upper_ms=UPPER_MS, timestamp_of=itemgetter(2),
-                        watermarks=lambda: BoundedOutOfOrderness(BOUND_MS))
-    pairs: list[Any] = []
-    op.output("out", out.down, TestingSink(pairs))
+    flow, pairs = pipeline_flow(stream)
     return _timed(flow, len(stream), pairs)
 
 
