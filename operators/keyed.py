@@ -8,7 +8,9 @@ step. Two stateful Bytewax steps do the work:
    `WatermarkGenerator`, stamps every element with the channel watermark in
    force before it and routes it to its key's shard; after each batch it
    announces the channel watermark to every shard, so shards that got none of
-   the batch still see event time move.
+   the batch still see event time move. Elements travel in lists, one per
+   channel and batch into this step and one per shard out of it: Bytewax
+   charges every item a hop between steps, and a list is one item.
 2. **shards** — keyed by shard (a stable hash of the user key modulo
    `shards`). Each shard holds one `EventTimeLogic` for all its keys and a
    `ChannelWatermarks` that takes the minimum over channels, as Flink's
@@ -56,7 +58,7 @@ V = TypeVar("V")
 
 DEFAULT_SHARDS = 32
 
-_EVENT = 0
+_EVENTS = 0
 _ANNOUNCE = 1
 _BROADCAST = 2
 
@@ -130,30 +132,37 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
             self.channel, self.watermark, self.generator = resume
         self.announced = self.watermark
 
-    def on_batch(self, values: list[tuple[str, str, Any]]) -> tuple[Iterable[Any], bool]:
+    def on_batch(self, values: list[tuple[str, list[tuple[str, Any]]]]) -> tuple[Iterable[Any], bool]:
         self.channel = values[0][0]
-        out: list[tuple[str, tuple[Any, ...]]] = []
-        append = out.append
         on_event = self.generator.on_event
         timestamp_of = self.timestamp_of
-        shard_keys = self.shard_keys
-        nshards = len(shard_keys)
+        nshards = len(self.shard_keys)
         crc32 = zlib.crc32
-        channel, side = self.channel, self.side
+        by_shard: dict[int, list[tuple[int, str, int, Any]]] = {}
         wm = self.watermark
-        for _, key, value in values:
-            ts = timestamp_of(value)
-            append((shard_keys[crc32(key.encode()) % nshards], (_EVENT, channel, wm, key, ts, value, side)))
-            new = on_event(value, ts)
-            if new is not None and new > wm:
-                wm = new
+        ts = None
+        for _, group in values:
+            for key, value in group:
+                ts = timestamp_of(value)
+                shard = crc32(key.encode()) % nshards
+                events = by_shard.get(shard)
+                if events is None:
+                    events = by_shard[shard] = []
+                events.append((wm, key, ts, value))
+                new = on_event(value, ts)
+                if new is not None and new > wm:
+                    wm = new
         now = self.clock()
         new = self.generator.on_periodic(now)
         if new is not None and new > wm:
             wm = new
         self.watermark = wm
-        if values:
+        if ts is not None:
             self.event_time_lag.set((now - ts) / 1000)
+        channel, side, shard_keys = self.channel, self.side, self.shard_keys
+        out: list[tuple[str, tuple[Any, ...]]] = [
+            (shard_keys[shard], (_EVENTS, channel, side, events)) for shard, events in by_shard.items()
+        ]
         out.extend(self._announce())
         return out, False
 
@@ -228,15 +237,16 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         behind = 0
         for item in values:
             kind = item[0]
-            if kind == _EVENT:
-                _, channel, wm, key, ts, value, side = item
-                events += 1
+            if kind == _EVENTS:
+                _, channel, side, group = item
+                events += len(group)
                 seen.add(channel)
-                if channel not in known or wm > known[channel]:
-                    self._advance(clocks.update(channel, wm, now))
-                if ts <= core.watermark:
-                    behind += 1
-                on_element(key, ts, value, side)
+                for wm, key, ts, value in group:
+                    if channel not in known or wm > known[channel]:
+                        self._advance(clocks.update(channel, wm, now))
+                    if ts <= core.watermark:
+                        behind += 1
+                    on_element(key, ts, value, side)
             elif kind == _ANNOUNCE:
                 self._advance(clocks.update(item[1], item[2], now))
             else:
@@ -404,17 +414,26 @@ def keyed_event_time(
 
 def _channel_keyer(
     side: int, partition_of: Optional[Callable[[Any], Hashable]]
-) -> Callable[[list[tuple[str, Any]]], list[tuple[str, tuple[str, str, Any]]]]:
-    """Key elements by watermark channel, carrying the channel name along."""
+) -> Callable[[list[tuple[str, Any]]], list[tuple[str, tuple[str, list[tuple[str, Any]]]]]]:
+    """Group a batch by watermark channel: one `(channel, (channel,
+    [(key, value), ...]))` per channel, so the watermark step costs Bytewax
+    one hop per group rather than one per element."""
     if partition_of is None:
         channel = str(side)
-        return lambda batch: [(channel, (channel, k, v)) for k, v in batch]
+        return lambda batch: [(channel, (channel, batch))] if batch else []
 
-    def key(batch: list[tuple[str, Any]]) -> list[tuple[str, tuple[str, str, Any]]]:
+    def key(batch: list[tuple[str, Any]]) -> list[tuple[str, tuple[str, list[tuple[str, Any]]]]]:
+        groups: dict[Hashable, list[tuple[str, Any]]] = {}
+        for kv in batch:
+            part = partition_of(kv[1])
+            group = groups.get(part)
+            if group is None:
+                group = groups[part] = []
+            group.append(kv)
         out = []
-        for k, v in batch:
-            channel = f"{side}:{partition_of(v)}"
-            out.append((channel, (channel, k, v)))
+        for part, group in groups.items():
+            channel = f"{side}:{part}"
+            out.append((channel, (channel, group)))
         return out
 
     return key
