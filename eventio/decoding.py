@@ -66,16 +66,25 @@ def _reject_constant(name: str) -> Any:
 
 _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 """One decoder for every value: `json.loads` with options builds a new one per call."""
+_raw_decode = _STRICT_JSON.raw_decode
 
 
 def parse_json(value: bytes) -> Any:
-    """Strict UTF-8 JSON (no NaN or Infinity); `InvalidJsonError` if not."""
+    """Strict UTF-8 JSON (no NaN or Infinity); `InvalidJsonError` if not.
+    A document without surrounding whitespace, the usual record, skips
+    `JSONDecoder.decode`'s two whitespace scans."""
     try:
         text = (value if value.__class__ is bytes else bytes(value)).decode("utf-8")
     except UnicodeDecodeError as ex:
         raise InvalidJsonError(f"value is not UTF-8: {ex}") from ex
     try:
-        return _STRICT_JSON.decode(text)
+        try:
+            obj, end = _raw_decode(text)
+        except ValueError:
+            return _STRICT_JSON.decode(text)  # leading whitespace, or the error message
+        if end != len(text):
+            return _STRICT_JSON.decode(text)  # trailing whitespace, or extra data
+        return obj
     except (ValueError, RecursionError) as ex:
         raise InvalidJsonError(f"invalid JSON: {ex}") from ex
 

@@ -30,6 +30,9 @@ _KIND: dict[str, Any] = {
 (int or float, not bool), an integer, or a timestamp to normalise."""
 
 
+_new_object = object.__new__
+
+
 class EventError(ValueError):
     """Input that is not a valid event; the message says why."""
 
@@ -105,10 +108,15 @@ class Event:
     @classmethod
     def from_dict(cls, data: Any) -> "Event":
         """Validate a decoded JSON object; raise `EventError` on bad input.
-        One pass over the object's items: this runs once per input event."""
+        This runs once per input event, so it makes one pass over the
+        object's items and sets the fields directly rather than through
+        keyword arguments (half the cost)."""
         if not isinstance(data, dict):
             raise EventError(f"event must be a JSON object, got {type(data).__name__}")
-        fields: dict[str, Any] = {}
+        event = _new_object(cls)
+        event.event_id = event.user_id = event.event_type = event.timestamp = None  # type: ignore[assignment]
+        event.category = event.amount = event.value = event.region = event.tenant_id = None
+        event.location = event.failed_attempts = event.device_id = event.user_type = event.channel = None
         extra: Optional[dict[str, Any]] = None
         kind_of = _KIND.get
         for name, v in data.items():
@@ -119,23 +127,24 @@ class Event:
                 extra[name] = v
             elif v is not None:
                 if kind is str:
-                    if not isinstance(v, str):
+                    if v.__class__ is not str and not isinstance(v, str):
                         raise EventError(f"field {name!r} must be a string, got {type(v).__name__}")
                 elif kind is float:
-                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    if v.__class__ is not int and (
+                        isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                    ):
                         raise EventError(f"field {name!r} must be a finite number, got {v!r}")
                 elif kind is int:
                     if isinstance(v, bool) or not isinstance(v, int):
                         raise EventError(f"field {name!r} must be an integer, got {v!r}")
-                else:
+                elif v.__class__ is not int or not MIN_TIMESTAMP <= v <= MAX_TIMESTAMP:
                     v = parse_timestamp(v)
-                fields[name] = v
-        for name in REQUIRED_FIELDS:
-            if name not in fields:
-                raise EventError(f"missing required field {name!r}")
-        if extra is not None:
-            fields["extra"] = extra
-        return cls(**fields)
+                setattr(event, name, v)
+        event.extra = extra
+        if event.event_id is None or event.user_id is None or event.event_type is None or event.timestamp is None:
+            missing = next(name for name in REQUIRED_FIELDS if getattr(event, name) is None)
+            raise EventError(f"missing required field {missing!r}")
+        return event
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Event":
