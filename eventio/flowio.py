@@ -17,10 +17,8 @@ from typing import Any, Callable, Iterable, Optional, Union
 import bytewax.operators as op
 from bytewax.connectors.files import FileSink
 from bytewax.connectors.kafka import (
-    KafkaError,
     KafkaSinkMessage,
     KafkaSource,
-    KafkaSourceMessage,
 )
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -32,6 +30,7 @@ from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoder, SerdeConfig
 from eventio.event import Event
 from eventio.kafka_sink import CheckedKafkaSink
+from eventio.kafka_source import DecodingKafkaSource
 
 Decoded = Union[Event, DeadLetter]
 
@@ -106,19 +105,25 @@ class JsonLinesSource(FixedPartitionedSource[Line, tuple[int, int]]):
         return _JsonLinesPartition(for_part, self.batch_size, resume_state)
 
 
-def kafka_source(
-    cfg: IOConfig, topics: Optional[list[str]] = None, extra: Optional[dict[str, str]] = None
-) -> KafkaSource:
-    """Bytewax's Kafka source with `read_committed` isolation; offsets are
-    owned by Bytewax recovery, `START_OFFSET` applies to a first start."""
-    config = {"isolation.level": "read_committed", "fetch.wait.max.ms": "50"}
-    config.update(extra or {})
+CONSUMER_CONFIG = {"isolation.level": "read_committed", "fetch.wait.max.ms": "50"}
+"""Consumer settings of every Kafka input: offsets are owned by Bytewax
+recovery; only committed transactional output is read."""
+
+
+def _starting_offset(cfg: IOConfig) -> int:
+    """Where a partition without recovery state starts (`START_OFFSET`)."""
+    return OFFSET_BEGINNING if cfg.start_offset == "earliest" else OFFSET_END
+
+
+def kafka_source(cfg: IOConfig, topics: Optional[list[str]] = None) -> KafkaSource:
+    """Bytewax's Kafka source (message objects, for non-event topics) with the
+    settings of every Kafka input."""
     return KafkaSource(
         cfg.brokers,
         topics or cfg.input_topics,
         tail=not cfg.stop_at_end,
-        starting_offset=OFFSET_BEGINNING if cfg.start_offset == "earliest" else OFFSET_END,
-        add_config=config,
+        starting_offset=_starting_offset(cfg),
+        add_config=dict(CONSUMER_CONFIG),
         batch_size=cfg.kafka_batch_size,
         raise_on_errors=False,
     )
@@ -134,24 +139,6 @@ def decode_lines(decode: Decoder) -> Callable[[list[Line]], list[Decoded]]:
             if item.__class__ is Event:
                 item.channel = path  # type: ignore[union-attr]
             out.append(item)
-        return out
-
-    return decode_batch
-
-
-def decode_messages(decode: Decoder) -> Callable[[list[Any]], list[Decoded]]:
-    """Batch decoder for Kafka messages; events are channelled by partition."""
-
-    def decode_batch(batch: list[Union[KafkaSourceMessage, KafkaError]]) -> list[Decoded]:
-        out: list[Decoded] = []
-        for msg in batch:
-            if isinstance(msg, KafkaError):
-                m = msg.msg
-                out.append(DeadLetter(m.topic or "?", m.partition, m.offset, m.key, m.value,
-                                      "KafkaError", str(msg.err)))
-            else:
-                out.append(decode(msg.value, msg.key, source=msg.topic or "?", partition=msg.partition,
-                                  offset=msg.offset))
         return out
 
     return decode_batch
@@ -178,9 +165,10 @@ def read_events(
         decoded = op.flat_map_batch(f"{step_id}_decode", raw, decode_lines(decode))
         channels: Callable[[], int] = lambda: len(paths)
     else:
-        source = kafka_source(cfg, topics)
-        raw_k = op.input(f"{step_id}_kafka", flow, source)
-        decoded = op.flat_map_batch(f"{step_id}_decode", raw_k, decode_messages(decode))
+        source = DecodingKafkaSource(cfg.brokers, topics or cfg.input_topics, decode, tail=not cfg.stop_at_end,
+                                     starting_offset=_starting_offset(cfg), config=CONSUMER_CONFIG,
+                                     batch_size=cfg.kafka_batch_size)
+        decoded = op.input(f"{step_id}_kafka", flow, source)
         channels = _cached(lambda: len(source.list_parts()))
     split = op.branch(f"{step_id}_split", decoded, lambda x: x.__class__ is Event)
     return EventsIn(events=split.trues, errors=split.falses, channels=channels)

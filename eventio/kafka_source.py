@@ -1,0 +1,115 @@
+"""Kafka input that decodes as it reads: each partition yields `Event`s and
+`DeadLetter`s, not message objects.
+
+Bytewax's `KafkaSource` builds a `KafkaSourceMessage` (eight accessor calls
+and a dataclass) per record and leaves decoding to a step of its own; on the
+session analytics flow that was about 15% of the time per event. This source
+lists partitions and keeps its resume state exactly as `KafkaSource` does
+(parts named `"{partition}-{topic}"`, state = next offset), so a recovery
+store written by one resumes with the other, and it keeps Bytewax's
+`bytewax_kafka_consumer_lag` gauge up to date the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, KafkaSource
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import KafkaError as ConfluentKafkaError
+
+from eventio.deadletter import DeadLetter
+from eventio.decoding import Decoded, Decoder
+
+_PARTITION_EOF = ConfluentKafkaError._PARTITION_EOF
+
+
+class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
+    """One topic partition, read with `assign()` from `offset`."""
+
+    def __init__(
+        self, step_id: str, config: dict[str, Any], topic: str, partition: int, offset: int,
+        batch_size: int, decode: Decoder,
+    ) -> None:
+        self._topic = topic
+        self._partition = partition
+        self._offset = offset
+        self._batch_size = batch_size
+        self._decode = decode
+        self._eof = False
+        self._lag = BYTEWAX_CONSUMER_LAG_GAUGE.labels(step_id=step_id, topic=topic, partition=partition)
+        self._consumer = Consumer({**config, "stats_cb": self._on_stats})
+        self._consumer.assign([TopicPartition(topic, partition, offset)])
+
+    def _on_stats(self, stats: str) -> None:
+        """librdkafka's statistics callback: consumer lag = log end - next offset."""
+        if self._offset >= 0:
+            part = json.loads(stats)["topics"][self._topic]["partitions"][str(self._partition)]
+            self._lag.set(part["ls_offset"] - self._offset)
+
+    def next_batch(self) -> list[Decoded]:
+        if self._eof:
+            raise StopIteration()
+        decode, topic, partition = self._decode, self._topic, self._partition
+        out: list[Decoded] = []
+        for msg in self._consumer.consume(self._batch_size, 0.001):
+            error = msg.error()
+            offset = msg.offset()
+            if error is None:
+                out.append(decode(msg.value(), msg.key(), source=topic, partition=partition, offset=offset))
+            elif error.code() == _PARTITION_EOF:
+                self._eof = True  # emit this batch; stop at the next call
+                break
+            else:
+                out.append(DeadLetter(msg.topic() or topic, partition, offset, msg.key(), msg.value(),
+                                      "KafkaError", str(error)))
+            if offset is not None and offset >= 0:
+                self._offset = offset + 1
+        return out
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
+    """Every partition of `topics`, decoded by `decode` (see `eventio.decoding`).
+
+    `tail=False` stops at the end of each partition; `starting_offset`
+    (`OFFSET_BEGINNING` or `OFFSET_END`) applies to a partition without resume
+    state; `config` adds librdkafka consumer settings.
+    """
+
+    def __init__(
+        self, brokers: list[str], topics: list[str], decode: Decoder, *, tail: bool = True,
+        starting_offset: int = OFFSET_BEGINNING, config: Optional[dict[str, str]] = None, batch_size: int = 1000,
+    ) -> None:
+        self._brokers = list(brokers)
+        self._topics = list(topics)
+        self._decode = decode
+        self._tail = tail
+        self._starting_offset = starting_offset
+        self._config = dict(config or {})
+        self._batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        return KafkaSource(self._brokers, self._topics, add_config=self._config).list_parts()
+
+    def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _DecodingPartition:
+        idx, topic = for_part.split("-", 1)
+        if topic not in self._topics:
+            raise ValueError(f"{step_id}: recovery state names topic {topic!r}, not one of {self._topics}")
+        config: dict[str, Any] = {
+            "group.id": "BYTEWAX_IGNORED",  # offsets live in Bytewax recovery, not a consumer group
+            "enable.auto.commit": "false",
+            "bootstrap.servers": ",".join(self._brokers),
+            "enable.partition.eof": str(not self._tail),
+            "statistics.interval.ms": 1000,
+            **self._config,
+        }
+        offset = self._starting_offset if resume_state is None else resume_state
+        return _DecodingPartition(step_id, config, topic, int(idx), offset, self._batch_size, self._decode)
