@@ -62,7 +62,6 @@ _EVENTS = 0
 _ANNOUNCE = 1
 _BROADCAST = 2
 
-_EMPTY: tuple[()] = ()
 
 _port_of = itemgetter(0)
 """The port of an emitted `(port, item)`."""
