@@ -216,6 +216,9 @@ class KeyedFunctionRuntime(EventTimeLogic[Any]):
         handler(value, ctx, self.out)
         self._drop_if_empty(key)
 
+    def next_event_time(self) -> Optional[int]:
+        return self._event_timers.next_due()
+
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
         self._fire(self._event_timers, wm, TimeDomain.EVENT_TIME)

@@ -14,8 +14,9 @@ every pending event-time timer.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Hashable, Optional, TypeVar
+from typing import Any, Callable, Generic, Hashable, Optional, Sequence, TypeVar
 
 MIN_WATERMARK: int = -(2**63)
 MAX_WATERMARK: int = 2**63 - 1
@@ -159,7 +160,8 @@ class EventTimeLogic(ABC, Generic[V]):
     state in plain Python structures and never import Bytewax. The wiring calls:
 
     - `on_watermark(wm)` whenever the operator watermark strictly advances,
-      always before the element that follows it;
+      always before the element that follows it; through `advance` when the
+      watermark passed other values on the way (see there);
     - `on_element(key, ts, value, side)` for each element, in arrival order;
       `self.watermark` is then the watermark in force before that element, so
       the logic decides lateness itself (`side` is 0 or 1 for two-input
@@ -181,6 +183,29 @@ class EventTimeLogic(ABC, Generic[V]):
     def on_watermark(self, wm: int) -> None:
         """Advance event time to `wm` and fire what is due."""
         self.watermark = wm
+
+    def next_event_time(self) -> Optional[int]:
+        """The lowest watermark at which `on_watermark` would fire something,
+        or None when nothing is pending or firing does not depend on the
+        watermark's path (then `advance` jumps)."""
+        return None
+
+    def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
+        """Move the watermark to `wm` as if it had passed, one by one, the
+        ascending watermark values `steps` below it. Flink emits a watermark
+        after every element; the wiring sees a shard's share of them only in
+        batches, so it hands over the values the channel went through and
+        whatever is due fires at the first of them at or past its time, with
+        that watermark, as in Flink. Only values where something is due cost
+        a call. Engines on hot paths override it with a cheaper first check."""
+        lo = bisect_right(steps, self.watermark)
+        while (due := self.next_event_time()) is not None and due < wm:
+            lo = bisect_left(steps, due, lo)
+            if lo == len(steps) or steps[lo] >= wm:
+                break
+            self.on_watermark(steps[lo])
+            lo += 1
+        self.on_watermark(wm)
 
     def on_processing_time(self, now_ms: int) -> None:
         """Fire processing-time timers due at `now_ms`."""

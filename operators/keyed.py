@@ -8,7 +8,10 @@ step. Two stateful Bytewax steps do the work:
    `WatermarkGenerator`, stamps every element with the channel watermark in
    force before it and routes it to its key's shard; after each batch it
    announces the channel watermark to every shard, so shards that got none of
-   the batch still see event time move. Elements travel in lists, one per
+   the batch still see event time move. Elements and announcements carry the
+   watermark values the channel passed in the batch, and a shard fires each
+   timer at the first of them at or past its time, as Flink's per-event
+   watermarks would (`EventTimeLogic.advance`). Elements travel in lists, one per
    channel and batch into this step and one per shard out of it: Bytewax
    charges every item a hop between steps, and a list is one item.
 2. **shards** — keyed by shard (a stable hash of the user key modulo
@@ -139,6 +142,7 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
         crc32 = zlib.crc32
         by_shard: dict[int, list[tuple[int, str, int, Any]]] = {}
         wm = self.watermark
+        steps = [wm]
         ts = None
         for _, group in values:
             for key, value in group:
@@ -151,18 +155,20 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
                 new = on_event(value, ts)
                 if new is not None and new > wm:
                     wm = new
+                    steps.append(wm)
         now = self.clock()
         new = self.generator.on_periodic(now)
         if new is not None and new > wm:
             wm = new
+            steps.append(wm)
         self.watermark = wm
         if ts is not None:
             self.event_time_lag.set((now - ts) / 1000)
         channel, side, shard_keys = self.channel, self.side, self.shard_keys
         out: list[tuple[str, tuple[Any, ...]]] = [
-            (shard_keys[shard], (_EVENTS, channel, side, events)) for shard, events in by_shard.items()
+            (shard_keys[shard], (_EVENTS, channel, side, events, steps)) for shard, events in by_shard.items()
         ]
-        out.extend(self._announce())
+        out.extend(self._announce(steps))
         return out, False
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
@@ -181,11 +187,13 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
             return None
         return datetime.now(timezone.utc) + timedelta(milliseconds=200)
 
-    def _announce(self) -> list[tuple[str, tuple[Any, ...]]]:
+    def _announce(self, steps: Sequence[int] = ()) -> list[tuple[str, tuple[Any, ...]]]:
+        """The channel watermark for every shard, with the values it went
+        through in this batch (`steps`, see `EventTimeLogic.advance`)."""
         if self.watermark <= self.announced:
             return []
         self.announced = self.watermark
-        item = (_ANNOUNCE, self.channel, self.watermark)
+        item = (_ANNOUNCE, self.channel, self.watermark, steps)
         return [(shard, item) for shard in self.shard_keys]
 
     def snapshot(self) -> bytes:
@@ -237,17 +245,19 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         for item in values:
             kind = item[0]
             if kind == _EVENTS:
-                _, channel, side, group = item
+                _, channel, side, group, steps = item
                 events += len(group)
                 seen.add(channel)
                 for wm, key, ts, value in group:
                     if channel not in known or wm > known[channel]:
-                        self._advance(clocks.update(channel, wm, now))
+                        wm = clocks.update(channel, wm, now)
+                        if wm > core.watermark:
+                            core.advance(wm, steps)
                     if ts <= core.watermark:
                         behind += 1
                     on_element(key, ts, value, side)
             elif kind == _ANNOUNCE:
-                self._advance(clocks.update(item[1], item[2], now))
+                self._advance(clocks.update(item[1], item[2], now), item[3])
             else:
                 core.on_broadcast(item[1])
         for channel in seen:
@@ -287,9 +297,9 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         delay = max(0, min(due) - self.clock())
         return datetime.now(timezone.utc) + timedelta(milliseconds=delay)
 
-    def _advance(self, wm: int) -> None:
+    def _advance(self, wm: int, steps: Sequence[int] = ()) -> None:
         if wm > self.core.watermark:
-            self.core.on_watermark(wm)
+            self.core.advance(wm, steps)
 
     def _processing_time(self, now: int) -> None:
         due = self.core.next_processing_time()

@@ -66,6 +66,9 @@ class WindowJoin(EventTimeLogic[Any]):
         windows.on_element(key, ts, (side, value))
         self._collect()
 
+    def next_event_time(self) -> Optional[int]:
+        return self._windows.next_event_time()
+
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
         self._windows.on_watermark(wm)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import gc
 import heapq
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, TypeVar
+from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, Sequence, TypeVar
 
 from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
 from operators.triggers import EventTimeTrigger, Trigger, TriggerResult, default_trigger
@@ -401,6 +401,17 @@ class _FixedWindows(WindowOperator[V]):
         heapq.heappush(self._to_free, start)
         return accs
 
+    def next_event_time(self) -> Optional[int]:
+        to_fire = self._to_fire
+        return to_fire[0] + self._size - 1 if to_fire else None
+
+    def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
+        to_fire = self._to_fire
+        if to_fire and to_fire[0] + self._size - 1 < wm:
+            super().advance(wm, steps)
+        else:
+            self.on_watermark(wm)
+
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
         to_free = self._to_free
@@ -612,6 +623,16 @@ class _EventTimeSessions(WindowOperator[V]):
             self._timers.add(action, key)
             return action
         return due
+
+    def next_event_time(self) -> Optional[int]:
+        return self._timers.next_time()
+
+    def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
+        times = self._timers.times
+        if times and times[0] < wm:
+            super().advance(wm, steps)
+        else:
+            self.on_watermark(wm)
 
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm
@@ -897,6 +918,9 @@ class _GeneralWindows(WindowOperator[V]):
             self._emit(key, window.start, window.end, slot.contents, late, self.watermark)
         if result.is_purge:
             slot.contents = _MISSING
+
+    def next_event_time(self) -> Optional[int]:
+        return self._event.next_time()
 
     def on_watermark(self, wm: int) -> None:
         self.watermark = wm

@@ -112,6 +112,31 @@ def test_event_time_timers_fire_with_the_watermark_and_empty_state_is_freed() ->
     assert core.state_size() == 0
 
 
+class SeeWatermark(KeyedProcessFunction[str]):
+    """Registers a timer at the element's time; reports the watermark its timer fires at."""
+
+    def process_element(self, value: str, ctx: Context, out: Collector) -> None:
+        ctx.timer_service.register_event_time_timer(ctx.timestamp)
+
+    def on_timer(self, timestamp: int, ctx: Context, out: Collector) -> None:
+        out.collect((timestamp, ctx.timer_service.current_watermark()))
+
+
+def test_a_batched_advance_fires_each_timer_at_the_first_watermark_past_it() -> None:
+    """The wiring hands a shard the watermark values it skipped: a timer sees
+    the first of them at or past its time, as with Flink's per-event watermarks."""
+    core = KeyedProcess(SeeWatermark(), clock=lambda: 0)
+    for key, ts in [("a", 10), ("b", 12), ("c", 19), ("d", 30)]:
+        core.on_element(key, ts, "x")
+    core.advance(25, [3, 9, 11, 13, 20, 25])
+    assert core.emitted == [("down", ("a", (10, 11))), ("down", ("b", (12, 13))), ("down", ("c", (19, 20)))]
+    assert core.watermark == 25
+    core.emitted = []
+    core.on_element("e", 7, "x")  # a timer the watermark already passed fires at the next one
+    core.advance(40, [20, 26, 31, 40])
+    assert core.emitted == [("down", ("e", (7, 26))), ("down", ("d", (30, 31)))]
+
+
 def test_only_keyed_process_functions_are_accepted() -> None:
     with pytest.raises(TypeError):
         KeyedProcess(lambda v: v, clock=lambda: 0)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.eventtime import MAX_WATERMARK
+from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK
 from operators.triggers import (
     CountOrTimeoutTrigger,
     CountTrigger,
@@ -65,6 +65,7 @@ def events(draw: st.DrawFn) -> list[Event]:
 
 
 TRIGGERS = ["event", "purging_event", "count", "purging_count", "count_timeout"]
+EVENT_TIME_TRIGGERS = TRIGGERS[:-1]
 
 
 @st.composite
@@ -209,3 +210,49 @@ def test_snapshot_restore_mid_stream_matches_reference(
 ) -> None:
     restart_at = data.draw(st.integers(0, max(0, len(stream) - 1)))
     check(spec, stream, general, "aggregate", restart_at)
+
+
+def run_sharded(spec: Spec, stream: list[Event], general: bool, shards: int, batch: int) -> list[Harness]:
+    """Drive one core per shard as `operators.keyed` does: each element is
+    stamped with the watermark before it and its shard advances to the stamp
+    just before it; every shard hears the batch's last watermark at the end
+    of the batch; both advances pass the batch's watermark values as steps.
+    Event time only: the wiring runs processing-time timers between batches."""
+    harnesses = [Harness(spec, general, "aggregate") for _ in range(shards)]
+    wm = MIN_WATERMARK
+    max_seen: Optional[int] = None
+    steps = [wm]
+    for i, (key, ts, value, _) in enumerate(stream):
+        core = harnesses[ord(key) % shards].core
+        if wm > core.watermark:
+            core.advance(wm, steps)
+        core.on_element(key, ts, value)
+        max_seen = ts if max_seen is None else max(max_seen, ts)
+        if max_seen - spec.bound - 1 > wm:
+            wm = max_seen - spec.bound - 1
+            steps.append(wm)
+        if (i + 1) % batch == 0 or i + 1 == len(stream):
+            for h in harnesses:
+                if wm > h.core.watermark:
+                    h.core.advance(wm, steps)
+            steps = [wm]
+    for h in harnesses:
+        h.core.on_watermark(MAX_WATERMARK)
+        h.drain()
+    return harnesses
+
+
+@pytest.mark.parametrize("family", ["fixed", "sessions"])
+@PROPERTY
+@given(data=st.data(), stream=events(), general=st.booleans(),
+       shards=st.integers(1, 3), batch=st.sampled_from([1, 3, 10, 1000]))
+def test_shards_fed_in_batches_report_flinks_watermark(
+    family: str, data: st.DataObject, stream: list[Event], general: bool, shards: int, batch: int
+) -> None:
+    """Firings, including the watermark they report, are the per-event
+    reference's whatever the sharding and batching (`EventTimeLogic.advance`)."""
+    spec = data.draw(specs(data.draw(st.sampled_from(EVENT_TIME_TRIGGERS)), family))
+    expected_firings, expected_late = Reference(spec).run(stream)
+    harnesses = run_sharded(spec, stream, general, shards, batch)
+    assert Counter(f for h in harnesses for f in h.firings) == Counter(expected_firings)
+    assert Counter(x for h in harnesses for x in h.late) == Counter(expected_late)

@@ -248,12 +248,12 @@ streams = st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 60)), max_s
 def _expected(items: list[tuple[str, int, int]], spec: Spec) -> tuple[Counter, Counter]:
     spec.evaluate = lambda elements: tuple(sorted(item[2] for item in elements))
     firings, late = Reference(spec).run([(item[0], item[1], item, 0) for item in items])
-    return Counter((k, s, e, v, lu) for k, s, e, v, lu, _ in firings), Counter((k, item) for k, item in late)
+    return Counter(firings), Counter((k, item) for k, item in late)
 
 
 def _observed(down: list[tuple[str, WindowResult]], late: list[tuple[str, Any]]) -> tuple[Counter, Counter]:
     return (
-        Counter((k, r.window_start, r.window_end, r.value, r.is_late_update) for k, r in down),
+        Counter((k, r.window_start, r.window_end, r.value, r.is_late_update, r.watermark) for k, r in down),
         Counter((k, tuple(v)) for k, v in late),
     )
 
