@@ -215,6 +215,9 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         resume: Optional[bytes],
     ) -> None:
         self.core = core
+        self.stepped = type(core).next_event_time is not EventTimeLogic.next_event_time
+        """Whether the core's firings depend on the watermark's path (see
+        `EventTimeLogic.advance`); others jump straight to the new watermark."""
         self.clock = clock
         self.step_id = step_id
         self.events_in = metrics.EVENTS_IN.labels(step_id)
@@ -239,6 +242,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         clocks = self.clocks
         known = clocks.channels
         on_element = core.on_element
+        stepped = self.stepped
         seen = set()
         events = 0
         behind = 0
@@ -252,7 +256,10 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
                     if channel not in known or wm > known[channel]:
                         wm = clocks.update(channel, wm, now)
                         if wm > core.watermark:
-                            core.advance(wm, steps)
+                            if stepped:
+                                core.advance(wm, steps)
+                            else:
+                                core.on_watermark(wm)
                     if ts <= core.watermark:
                         behind += 1
                     on_element(key, ts, value, side)
@@ -299,7 +306,10 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
 
     def _advance(self, wm: int, steps: Sequence[int] = ()) -> None:
         if wm > self.core.watermark:
-            self.core.advance(wm, steps)
+            if self.stepped:
+                self.core.advance(wm, steps)
+            else:
+                self.core.on_watermark(wm)
 
     def _processing_time(self, now: int) -> None:
         due = self.core.next_processing_time()
