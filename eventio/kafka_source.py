@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, KafkaSource
+from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
@@ -97,7 +97,21 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
         self._batch_size = batch_size
 
     def list_parts(self) -> list[str]:
-        return KafkaSource(self._brokers, self._topics, add_config=self._config).list_parts()
+        """`"{partition}-{topic}"` for every partition, read with a consumer
+        so consumer-only settings in `config` are not handed to an admin
+        client (librdkafka warns about each one)."""
+        consumer = Consumer({"bootstrap.servers": ",".join(self._brokers), "group.id": "BYTEWAX_IGNORED",
+                             **self._config})
+        try:
+            parts = []
+            for topic in self._topics:
+                meta = consumer.list_topics(topic).topics[topic]
+                if meta.error is not None:
+                    raise RuntimeError(f"error listing partitions of Kafka topic {topic!r}: {meta.error.str()}")
+                parts.extend(f"{idx}-{topic}" for idx in meta.partitions)
+            return parts
+        finally:
+            consumer.close()
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _DecodingPartition:
         idx, topic = for_part.split("-", 1)

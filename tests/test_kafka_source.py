@@ -55,3 +55,14 @@ def test_partitions_decode_and_resume_from_their_snapshot(broker: EmbeddedBroker
 
     zero = _read_to_end(source.build_part("read", f"0-{topic_name}", None))
     assert [e.event_id for e in zero] == [f"e{i}" for i in range(0, 20, 2)]
+
+
+def test_partitions_are_listed_without_warnings_for_consumer_settings(
+    broker: EmbeddedBroker, topic_name: str, capfd: Any
+) -> None:
+    broker.create_topics({topic_name: 3})
+    decode = SerdeConfig().decoder()
+    config = {"isolation.level": "read_committed", "fetch.wait.max.ms": "50"}
+    source = DecodingKafkaSource([broker.bootstrap_servers], [topic_name], decode, config=config)
+    assert sorted(source.list_parts()) == [f"{i}-{topic_name}" for i in range(3)]
+    assert "CONFWARN" not in capfd.readouterr().err
