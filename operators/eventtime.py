@@ -153,6 +153,26 @@ class ChannelWatermarks:
         return self.current
 
 
+class WatermarkPath:
+    """The watermark values a shard's batch passed on its way to `wm`
+    (ascending `steps`, see `EventTimeLogic.advance`): `at(t)` is the one a
+    timer for time `t` fires at, the first at or past `t`, or `wm`. Engines
+    that pop their timers in time order ask for each time in turn; a timer
+    set while firing for a time already passed fires at the current value."""
+
+    __slots__ = ("_steps", "_wm", "_lo")
+
+    def __init__(self, wm: int, steps: Sequence[int]) -> None:
+        self._steps = steps
+        self._wm = wm
+        self._lo = 0
+
+    def at(self, t: int) -> int:
+        steps = self._steps
+        lo = self._lo = bisect_left(steps, t, self._lo)
+        return steps[lo] if lo < len(steps) and steps[lo] < self._wm else self._wm
+
+
 class EventTimeLogic(ABC, Generic[V]):
     """The state of one keyed event-time operator for all keys of one shard.
 
@@ -197,7 +217,8 @@ class EventTimeLogic(ABC, Generic[V]):
         batches, so it hands over the values the channel went through and
         whatever is due fires at the first of them at or past its time, with
         that watermark, as in Flink. Only values where something is due cost
-        a call. Engines on hot paths override it with a cheaper first check."""
+        a call; the window engines override it to fire everything due in one
+        pass over their timers, asking a `WatermarkPath` for each firing's value."""
         lo = bisect_right(steps, self.watermark)
         while (due := self.next_event_time()) is not None and due < wm:
             lo = bisect_left(steps, due, lo)

@@ -17,7 +17,7 @@ Bytewax import.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from operators.eventtime import Clock, EventTimeLogic
 from operators.interval_join import Select
@@ -70,8 +70,11 @@ class WindowJoin(EventTimeLogic[Any]):
         return self._windows.next_event_time()
 
     def on_watermark(self, wm: int) -> None:
+        self.advance(wm)
+
+    def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
         self.watermark = wm
-        self._windows.on_watermark(wm)
+        self._windows.advance(wm, steps)
         self._collect()
 
     def on_processing_time(self, now_ms: int) -> None:

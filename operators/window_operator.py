@@ -41,7 +41,7 @@ import heapq
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, Sequence, TypeVar
 
-from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
+from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic, WatermarkPath
 from operators.triggers import EventTimeTrigger, Trigger, TriggerResult, default_trigger
 from operators.windows import (
     FixedSizeWindows,
@@ -314,8 +314,19 @@ class WindowOperator(EventTimeLogic[V]):
         for value in process(key, Window(start, end), elements, wm):
             append(("down", (key, _new_tuple(WindowResult, (key, start, end, value, late, wm)))))
 
-    def _fire_due(self, wm: int) -> None:
-        """Run `_advance(wm)` with the cyclic garbage collector paused.
+    def on_watermark(self, wm: int) -> None:
+        self.advance(wm)
+
+    @abstractmethod
+    def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
+        """Move to `wm` and fire what is due in one pass over the timers, each
+        firing at the first of `steps` at or past its time (`WatermarkPath`),
+        as `EventTimeLogic.advance` would with one call per value. The wiring
+        calls it per element whenever the watermark moves, so each engine
+        implements it as one cheap check before `_fire_due`."""
+
+    def _fire_due(self, wm: int, steps: Sequence[int]) -> None:
+        """Run `_advance(wm, path)` with the cyclic garbage collector paused.
 
         A watermark can fire a great many windows at once (a million sessions
         at the end of input); their results are new acyclic tuples, and CPython
@@ -326,13 +337,15 @@ class WindowOperator(EventTimeLogic[V]):
         if paused:
             gc.disable()
         try:
-            self._advance(wm)
+            self._advance(wm, WatermarkPath(wm, steps) if steps else None)
         finally:
             if paused:
                 gc.enable()
 
-    def _advance(self, wm: int) -> None:
-        """Fire and free what is due at watermark `wm` (engines override)."""
+    @abstractmethod
+    def _advance(self, wm: int, path: Optional[WatermarkPath]) -> None:
+        """Fire and free what is due at watermark `wm`, a timer for time `t`
+        firing at watermark `path.at(t)` (`wm` without a path)."""
 
     def _tagged(self, state: Any) -> tuple[str, Any]:
         return (type(self).__name__, state)
@@ -406,24 +419,18 @@ class _FixedWindows(WindowOperator[V]):
         return to_fire[0] + self._size - 1 if to_fire else None
 
     def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
-        to_fire = self._to_fire
-        if to_fire and to_fire[0] + self._size - 1 < wm:
-            super().advance(wm, steps)
-        else:
-            self.on_watermark(wm)
-
-    def on_watermark(self, wm: int) -> None:
         self.watermark = wm
         to_free = self._to_free
         if to_free and to_free[0] + self._size - 1 <= wm:  # something may fire or be freed
-            self._fire_due(wm)
+            self._fire_due(wm, steps)
 
-    def _advance(self, wm: int) -> None:
+    def _advance(self, wm: int, path: Optional[WatermarkPath]) -> None:
         last = self._size - 1
         to_fire = self._to_fire
         while to_fire and to_fire[0] + last <= wm:
             start = heapq.heappop(to_fire)
-            self._fire_all(start, start + self._size, self._windows[start], wm)
+            at = wm if path is None else path.at(start + last)
+            self._fire_all(start, start + self._size, self._windows[start], at)
         to_free = self._to_free
         horizon = last + self.allowed_lateness_ms
         while to_free and to_free[0] + horizon <= wm:
@@ -628,19 +635,12 @@ class _EventTimeSessions(WindowOperator[V]):
         return self._timers.next_time()
 
     def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
-        times = self._timers.times
-        if times and times[0] < wm:
-            super().advance(wm, steps)
-        else:
-            self.on_watermark(wm)
-
-    def on_watermark(self, wm: int) -> None:
         self.watermark = wm
         times = self._timers.times
         if times and times[0] <= wm:
-            self._fire_due(wm)
+            self._fire_due(wm, steps)
 
-    def _advance(self, wm: int) -> None:
+    def _advance(self, wm: int, path: Optional[WatermarkPath]) -> None:
         """Process every key due by `wm`, in time order: fire its sessions
         ending at the due time `t`, free those whose cleanup time has come,
         reschedule the key at its next action. A key with one session is
@@ -652,20 +652,21 @@ class _EventTimeSessions(WindowOperator[V]):
         append = self.emitted.append
         while (due := timers.pop_due(wm)) is not None:
             t, keys = due
+            at = wm if path is None else path.at(t)
             for key in keys:
                 state = states.get(key)
                 if state is None or state[0] != t:
                     continue  # rescheduled or gone
                 if state.__class__ is not tuple:
-                    self._process_sessions(key, state[1:], t, wm)
+                    self._process_sessions(key, state[1:], t, at)
                     continue
                 _, start, end, acc = state
                 max_ts = end - 1
                 if max_ts == t:
                     if result is None:
-                        self._emit(key, start, end, acc, False, wm)
+                        self._emit(key, start, end, acc, False, at)
                     else:
-                        append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, wm)))))
+                        append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, at)))))
                 if max_ts + lateness <= t:
                     del states[key]
                     self._count -= 1
@@ -922,18 +923,23 @@ class _GeneralWindows(WindowOperator[V]):
     def next_event_time(self) -> Optional[int]:
         return self._event.next_time()
 
-    def on_watermark(self, wm: int) -> None:
+    def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
         self.watermark = wm
         times = self._event.times
         if times and times[0] <= wm:
-            self._fire_due(wm)
+            self._fire_due(wm, steps)
 
-    def _advance(self, wm: int) -> None:
+    def _advance(self, wm: int, path: Optional[WatermarkPath]) -> None:
+        """Triggers and the window function read `self.watermark`: during a
+        firing it is the value the timer fires at."""
         timers = self._event
         while (due := timers.pop_due(wm)) is not None:
             t, entries = due
+            if path is not None:
+                self.watermark = path.at(t)
             for key, window in entries:
                 self._on_timer(key, window, t, True)
+        self.watermark = wm
 
     def on_processing_time(self, now_ms: int) -> None:
         while (due := self._proc.pop_due(now_ms)) is not None:

@@ -564,3 +564,32 @@ def test_window_result_is_a_small_picklable_value() -> None:
     r = WindowResult("k", 0, 10, [1], False, 9)
     assert pickle.loads(pickle.dumps(r)) == r
     assert (r.key, r.window_start, r.window_end, r.value, r.is_late_update, r.watermark) == ("k", 0, 10, [1], False, 9)
+
+
+class EchoInThePast(Trigger):
+    """Fires at the window's end and, from that firing, sets a timer 5 ms
+    before it, which is already due and fires the window once more."""
+
+    def on_element(self, value: Any, ts: int, window: Window, ctx: TriggerContext) -> TriggerResult:
+        ctx.register_event_time_timer(window.max_timestamp)
+        return CONTINUE
+
+    def on_event_time(self, time: int, window: Window, ctx: TriggerContext) -> TriggerResult:
+        if time == window.max_timestamp:
+            ctx.register_event_time_timer(time - 5)
+        return FIRE if time <= window.max_timestamp else CONTINUE  # not at cleanup
+
+    def on_processing_time(self, time: int, window: Window, ctx: TriggerContext) -> TriggerResult:
+        return CONTINUE
+
+
+def test_a_timer_set_in_the_past_while_firing_fires_at_the_same_watermark() -> None:
+    """As Flink's timer service loops while the head timer is <= the new
+    watermark: the echo fires with watermark 12, not at the earlier value 6
+    the batch also passed."""
+    core = WindowOperator(TumblingEventTimeWindows(10), trigger=EchoInThePast(), allowed_lateness_ms=50,
+                          aggregate=Aggregate.count())
+    core.on_element("a", 1, "x")
+    core.advance(100, [3, 6, 12, 50])
+    fired = [(r.window_start, r.value, r.watermark) for port, (_, r) in core.emitted if port == "down"]
+    assert fired == [(0, 1, 12), (0, 1, 12)]
