@@ -96,12 +96,17 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
         self._config = dict(config or {})
         self._batch_size = batch_size
 
+    def _consumer_config(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """`settings` for a consumer of these brokers, then the user's `config`.
+        No consumer group: offsets live in Bytewax recovery."""
+        return {"group.id": "BYTEWAX_IGNORED", "bootstrap.servers": ",".join(self._brokers), **settings,
+                **self._config}
+
     def list_parts(self) -> list[str]:
         """`"{partition}-{topic}"` for every partition, read with a consumer
         so consumer-only settings in `config` are not handed to an admin
         client (librdkafka warns about each one)."""
-        consumer = Consumer({"bootstrap.servers": ",".join(self._brokers), "group.id": "BYTEWAX_IGNORED",
-                             **self._config})
+        consumer = Consumer(self._consumer_config({}))
         try:
             parts = []
             for topic in self._topics:
@@ -117,13 +122,10 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             raise ValueError(f"{step_id}: recovery state names topic {topic!r}, not one of {self._topics}")
-        config: dict[str, Any] = {
-            "group.id": "BYTEWAX_IGNORED",  # offsets live in Bytewax recovery, not a consumer group
+        config = self._consumer_config({
             "enable.auto.commit": "false",
-            "bootstrap.servers": ",".join(self._brokers),
             "enable.partition.eof": str(not self._tail),
             "statistics.interval.ms": 1000,
-            **self._config,
-        }
+        })
         offset = self._starting_offset if resume_state is None else resume_state
         return _DecodingPartition(step_id, config, topic, int(idx), offset, self._batch_size, self._decode)
