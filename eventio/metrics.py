@@ -10,8 +10,10 @@ in the same registry by its Kafka source.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 from typing import Optional
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
@@ -26,10 +28,10 @@ VERY_LATE_EVENTS = Counter(
 )
 DEAD_LETTERS = Counter("stream_dead_letters", "Input routed to the dead-letter output", ["reason"])
 WATERMARK_LAG = Gauge(
-    "stream_watermark_lag_seconds", "Processing time minus the operator watermark", ["step"]
+    "stream_watermark_lag_seconds", "Processing time minus the operator watermark, when scraped", ["step"]
 )
 EVENT_TIME_LAG = Gauge(
-    "stream_event_time_lag_seconds", "Processing time minus the newest event timestamp", ["step"]
+    "stream_event_time_lag_seconds", "Processing time minus the last event's timestamp, when scraped", ["step"]
 )
 WINDOW_FIRINGS = Counter("stream_window_firings", "Window results emitted", ["step", "late"])
 OPEN_STATE = Gauge(
@@ -50,6 +52,42 @@ PROCESSING_SECONDS = Histogram(
     "stream_batch_processing_seconds", "Time to process one batch in a step, per event",
     ["step"], buckets=(1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),
 )
+
+
+
+class Lag:
+    """Wall-clock time minus an event time, computed when scraped. Steps set
+    `event_time_ms` per batch; while a step is idle or its input stalls the
+    lag keeps growing, which an alert on a stalled watermark needs (a lag set
+    per batch would freeze at its last value). NaN until an event time is
+    set; never below 0 (the end-of-input watermark is in the far future)."""
+
+    __slots__ = ("event_time_ms",)
+
+    def __init__(self) -> None:
+        self.event_time_ms: Optional[int] = None
+
+    def seconds(self) -> float:
+        event_time_ms = self.event_time_ms
+        if event_time_ms is None:
+            return math.nan
+        return max(0.0, time.time() - event_time_ms / 1000)
+
+
+_lags: dict[tuple[Gauge, str], Lag] = {}
+_lags_lock = threading.Lock()
+
+
+def lag(gauge: Gauge, step: str) -> Lag:
+    """The one `Lag` behind `gauge{step}` in this process, shared by the
+    step's shards and channels in every worker (the last one set wins)."""
+    with _lags_lock:
+        found = _lags.get((gauge, step))
+        if found is None:
+            found = _lags[(gauge, step)] = Lag()
+            gauge.labels(step).set_function(found.seconds)
+        return found
+
 
 _server_lock = threading.Lock()
 _server_port: Optional[int] = None

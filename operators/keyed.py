@@ -121,7 +121,7 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
         clock: Clock,
         resume: Optional[tuple[str, int, WatermarkGenerator[Any]]],
     ) -> None:
-        self.event_time_lag = metrics.EVENT_TIME_LAG.labels(step_id)
+        self.event_time_lag = metrics.lag(metrics.EVENT_TIME_LAG, step_id)
         self.channel = ""
         self.side = side
         self.timestamp_of = timestamp_of
@@ -163,7 +163,7 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
             steps.append(wm)
         self.watermark = wm
         if ts is not None:
-            self.event_time_lag.set((now - ts) / 1000)
+            self.event_time_lag.event_time_ms = ts
         channel, side, shard_keys = self.channel, self.side, self.shard_keys
         out: list[tuple[str, tuple[Any, ...]]] = [
             (shard_keys[shard], (_EVENTS, channel, side, events, steps)) for shard, events in by_shard.items()
@@ -224,7 +224,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         self.behind_watermark = metrics.LATE_EVENTS.labels(step_id)
         self.beyond_lateness = metrics.VERY_LATE_EVENTS.labels(step_id)
         self.per_event_seconds = metrics.PROCESSING_SECONDS.labels(step_id)
-        self.watermark_lag = metrics.WATERMARK_LAG.labels(step_id)
+        self.watermark_lag = metrics.lag(metrics.WATERMARK_LAG, step_id)
         self.open_state = metrics.OPEN_STATE.labels(step_id)
         self.snapshot_seconds = metrics.SNAPSHOT_SECONDS.labels(step_id)
         self.reported_size = 0
@@ -278,7 +278,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
             self.events_in.inc(events)
             self.per_event_seconds.observe((time.perf_counter() - started) / events)
         if core.watermark > MIN_WATERMARK:
-            self.watermark_lag.set((now - min(core.watermark, now)) / 1000)
+            self.watermark_lag.event_time_ms = core.watermark
         return out, False
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:

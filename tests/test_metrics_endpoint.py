@@ -11,6 +11,7 @@ server, the endpoint the Kubernetes PodMonitor scrapes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -157,7 +158,7 @@ def in_process(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     late: list[Any] = []
     run_main(build_flow(tmp / "in.jsonl", tmp / "errors.jsonl", down, late))
     errors = [json.loads(line) for line in (tmp / "errors.jsonl").read_text().splitlines()]
-    return {"before": before, "after": scrape(port), "down": down, "late": late, "errors": errors}
+    return {"before": before, "after": scrape(port), "down": down, "late": late, "errors": errors, "port": port}
 
 
 def test_serve_from_env_is_off_without_a_port() -> None:
@@ -187,10 +188,31 @@ def test_events_in_counts_the_events(in_process: dict[str, Any]) -> None:
     assert counted == 18
 
 
-def test_lag_gauges_are_served(in_process: dict[str, Any]) -> None:
-    after = in_process["after"]
-    assert ("stream_watermark_lag_seconds", frozenset({("step", STEP)})) in after
-    assert value(after, "stream_event_time_lag_seconds", step=STEP) > 0
+def test_lags_after_the_input_ends(in_process: dict[str, Any]) -> None:
+    """The input has ended and the flow is idle: the watermark is at its end
+    (lag 0), and the event-time lag is now minus the last event's timestamp
+    (i = 19, 10 s behind), growing between scrapes."""
+    last_event_s = (1_700_000_000_000 + 19 * 1000 - 10_000) / 1000
+    first = scrape(in_process["port"])
+    time.sleep(0.3)
+    second = scrape(in_process["port"])
+    lag = value(second, "stream_event_time_lag_seconds", step=STEP)
+    assert abs(lag - (time.time() - last_event_s)) < 2
+    assert lag - value(first, "stream_event_time_lag_seconds", step=STEP) >= 0.25
+    assert value(second, "stream_watermark_lag_seconds", step=STEP) == 0
+
+
+def test_a_lag_is_computed_when_scraped() -> None:
+    """A stalled step's lag keeps growing without new batches; unknown until
+    set; 0 for a watermark in the future (end of input)."""
+    lag = metrics.Lag()
+    assert math.isnan(lag.seconds())
+    lag.event_time_ms = int(time.time() * 1000) - 5_000
+    first = lag.seconds()
+    time.sleep(0.2)
+    assert 5 <= first < 6 and lag.seconds() - first >= 0.2
+    lag.event_time_ms = 2**63 - 1
+    assert lag.seconds() == 0
 
 
 FLOW_MODULE = """
