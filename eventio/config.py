@@ -32,6 +32,7 @@ class IOConfig:
     stop_at_end: bool = False
     kafka_batch_size: int = 1000
     max_message_bytes: int = 1_048_576
+    consumer_group: Optional[str] = None
 
     @classmethod
     def from_env(

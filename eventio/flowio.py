@@ -167,7 +167,7 @@ def read_events(
     else:
         source = DecodingKafkaSource(cfg.brokers, topics or cfg.input_topics, decode, tail=not cfg.stop_at_end,
                                      starting_offset=_starting_offset(cfg), config=CONSUMER_CONFIG,
-                                     batch_size=cfg.kafka_batch_size)
+                                     batch_size=cfg.kafka_batch_size, commit_group=cfg.consumer_group)
         decoded = op.input(f"{step_id}_kafka", flow, source)
         channels = _cached(lambda: len(source.list_parts()))
     split = op.branch(f"{step_id}_split", decoded, lambda x: x.__class__ is Event)

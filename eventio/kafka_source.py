@@ -8,11 +8,19 @@ lists partitions and keeps its resume state exactly as `KafkaSource` does
 (parts named `"{partition}-{topic}"`, state = next offset), so a recovery
 store written by one resumes with the other, and it keeps Bytewax's
 `bytewax_kafka_consumer_lag` gauge up to date the same way.
+
+With a `commit_group`, each partition also commits its snapshot offset to
+that consumer group at every snapshot (the end of a Bytewax epoch), as
+Flink's Kafka source commits on checkpoint, so Kafka's consumer-group tools
+show the flow's progress and lag. Those commits are for monitoring only: the
+recovery store decides where a resumed flow starts, and a commit made at a
+snapshot can run one epoch ahead of what that store finally holds.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Optional
 
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
@@ -24,6 +32,14 @@ from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoded, Decoder
 
 _PARTITION_EOF = ConfluentKafkaError._PARTITION_EOF
+_IGNORED_GROUP = "BYTEWAX_IGNORED"
+_log = logging.getLogger(__name__)
+
+
+def _on_commit(error: Optional[ConfluentKafkaError], partitions: list[TopicPartition]) -> None:
+    """A failed monitoring commit is logged, not raised: offsets live in recovery."""
+    if error is not None:
+        _log.warning("committing offsets %s for monitoring failed: %s", partitions, error)
 
 
 class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
@@ -31,11 +47,13 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
 
     def __init__(
         self, step_id: str, config: dict[str, Any], topic: str, partition: int, offset: int,
-        batch_size: int, decode: Decoder,
+        batch_size: int, decode: Decoder, commit: bool = False,
     ) -> None:
         self._topic = topic
         self._partition = partition
         self._offset = offset
+        self._commit = commit
+        self._committed = offset
         self._batch_size = batch_size
         self._decode = decode
         self._eof = False
@@ -70,7 +88,12 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
         return out
 
     def snapshot(self) -> int:
-        return self._offset
+        """The next offset to read; committed to the group too when asked."""
+        offset = self._offset
+        if self._commit and offset >= 0 and offset != self._committed:
+            self._consumer.commit(offsets=[TopicPartition(self._topic, self._partition, offset)], asynchronous=True)
+            self._committed = offset
+        return offset
 
     def close(self) -> None:
         self._consumer.close()
@@ -81,12 +104,15 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
 
     `tail=False` stops at the end of each partition; `starting_offset`
     (`OFFSET_BEGINNING` or `OFFSET_END`) applies to a partition without resume
-    state; `config` adds librdkafka consumer settings.
+    state; `config` adds librdkafka consumer settings; `commit_group` names
+    a consumer group to commit snapshot offsets to, for monitoring (see the
+    module docstring).
     """
 
     def __init__(
         self, brokers: list[str], topics: list[str], decode: Decoder, *, tail: bool = True,
         starting_offset: int = OFFSET_BEGINNING, config: Optional[dict[str, str]] = None, batch_size: int = 1000,
+        commit_group: Optional[str] = None,
     ) -> None:
         self._brokers = list(brokers)
         self._topics = list(topics)
@@ -95,12 +121,14 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
         self._starting_offset = starting_offset
         self._config = dict(config or {})
         self._batch_size = batch_size
+        self._commit_group = commit_group
 
     def _consumer_config(self, settings: dict[str, Any]) -> dict[str, Any]:
         """`settings` for a consumer of these brokers, then the user's `config`.
-        No consumer group: offsets live in Bytewax recovery."""
-        return {"group.id": "BYTEWAX_IGNORED", "bootstrap.servers": ",".join(self._brokers), **settings,
-                **self._config}
+        Partitions are assigned, never joined to a group: offsets live in
+        Bytewax recovery (the group only receives monitoring commits)."""
+        group = self._commit_group or _IGNORED_GROUP
+        return {"group.id": group, "bootstrap.servers": ",".join(self._brokers), **settings, **self._config}
 
     def list_parts(self) -> list[str]:
         """`"{partition}-{topic}"` for every partition, read with a consumer
@@ -126,6 +154,8 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
             "enable.auto.commit": "false",
             "enable.partition.eof": str(not self._tail),
             "statistics.interval.ms": 1000,
+            **({"on_commit": _on_commit} if self._commit_group else {}),
         })
         offset = self._starting_offset if resume_state is None else resume_state
-        return _DecodingPartition(step_id, config, topic, int(idx), offset, self._batch_size, self._decode)
+        return _DecodingPartition(step_id, config, topic, int(idx), offset, self._batch_size, self._decode,
+                                  commit=bool(self._commit_group))

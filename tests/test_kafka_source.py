@@ -1,16 +1,23 @@
-"""The decoding Kafka source: partitions, decoding, dead letters, resume."""
+"""The decoding Kafka source: partitions, decoding, dead letters, resume, monitoring commits."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from datetime import timedelta
+from typing import Any, Optional
 
-from confluent_kafka import Producer
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, run_main
+from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
 
 from eventio.broker import EmbeddedBroker
+from eventio.config import IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import SerdeConfig
 from eventio.event import Event
+from eventio.flowio import read_events
 from eventio.kafka_source import DecodingKafkaSource
 
 
@@ -66,3 +73,81 @@ def test_partitions_are_listed_without_warnings_for_consumer_settings(
     source = DecodingKafkaSource([broker.bootstrap_servers], [topic_name], decode, config=config)
     assert sorted(source.list_parts()) == [f"{i}-{topic_name}" for i in range(3)]
     assert "CONFWARN" not in capfd.readouterr().err
+
+
+def _committed(broker: EmbeddedBroker, group: str, topic: str, partition: int, want: Optional[int] = None) -> int:
+    """The group's committed offset; with `want`, polled until it is that
+    (commits are asynchronous) or 10 s pass."""
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": group})
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            (tp,) = consumer.committed([TopicPartition(topic, partition)], timeout=10)
+            if want is None or tp.offset == want or time.monotonic() > deadline:
+                return tp.offset
+            time.sleep(0.05)
+    finally:
+        consumer.close()
+
+
+def test_snapshots_commit_offsets_to_the_monitoring_group_only_when_asked(
+    broker: EmbeddedBroker, topic_name: str
+) -> None:
+    broker.create_topics({topic_name: 1})
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for i in range(12):
+        event = {"event_id": f"e{i}", "user_id": "u", "event_type": "click", "timestamp": i}
+        producer.produce(topic_name, json.dumps(event).encode(), partition=0)
+    producer.flush(10)
+    decode = SerdeConfig().decoder()
+    group = f"{topic_name}-monitor"
+    watched = DecodingKafkaSource([broker.bootstrap_servers], [topic_name], decode, tail=False, batch_size=5,
+                                  commit_group=group)
+    part = watched.build_part("read", f"0-{topic_name}", None)
+    read = part.next_batch()
+    while not read:
+        read = part.next_batch()
+    first = part.snapshot()
+    assert first == len(read)
+    assert _committed(broker, group, topic_name, 0, first) == first
+    read += _read_to_end(part)
+    assert len(read) == 12
+
+    resumed = watched.build_part("read", f"0-{topic_name}", 12)
+    assert resumed.snapshot() == 12
+    resumed.close()
+    assert _committed(broker, group, topic_name, 0) == first  # the resumed part had nothing new to commit
+
+    plain = DecodingKafkaSource([broker.bootstrap_servers], [topic_name], decode, tail=False, batch_size=5)
+    part = plain.build_part("read", f"0-{topic_name}", None)
+    while not part.next_batch():
+        pass
+    assert part.snapshot() == 5
+    part.close()
+    assert _committed(broker, group, topic_name, 0) == first
+    assert _committed(broker, "BYTEWAX_IGNORED", topic_name, 0) == OFFSET_INVALID
+
+
+def test_a_flow_with_consumer_group_set_commits_its_progress(broker: EmbeddedBroker, topic_name: str) -> None:
+    """`CONSUMER_GROUP` reaches the flow's Kafka input: after a bounded run the
+    group's committed offset is the end of the topic, bad records included."""
+    broker.create_topics({topic_name: 2})
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for i in range(30):
+        event = {"event_id": f"e{i}", "user_id": f"u{i}", "event_type": "click", "timestamp": i}
+        producer.produce(topic_name, json.dumps(event).encode(), partition=i % 2)
+    producer.produce(topic_name, b"{not json", partition=1)
+    producer.flush(10)
+    group = f"{topic_name}-flow"
+    cfg = IOConfig.from_env(env={"KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "INPUT_TOPIC": topic_name,
+                                 "STOP_AT_END": "true", "CONSUMER_GROUP": group})
+    flow = Dataflow("commits")
+    events_in = read_events(flow, "in", cfg)
+    events: list[Event] = []
+    errors: list[DeadLetter] = []
+    op.output("events", events_in.events, TestingSink(events))
+    op.output("errors", events_in.errors, TestingSink(errors))
+    run_main(flow, epoch_interval=timedelta(milliseconds=20))
+    assert (len(events), len(errors)) == (30, 1)
+    assert _committed(broker, group, topic_name, 0, 15) == 15
+    assert _committed(broker, group, topic_name, 1, 16) == 16
