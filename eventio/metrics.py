@@ -31,7 +31,7 @@ WATERMARK_LAG = Gauge(
     "stream_watermark_lag_seconds", "Processing time minus the operator watermark, when scraped", ["step"]
 )
 EVENT_TIME_LAG = Gauge(
-    "stream_event_time_lag_seconds", "Processing time minus the last event's timestamp, when scraped", ["step"]
+    "stream_event_time_lag_seconds", "Processing time minus the newest event timestamp, when scraped", ["step"]
 )
 WINDOW_FIRINGS = Counter("stream_window_firings", "Window results emitted", ["step", "late"])
 OPEN_STATE = Gauge(

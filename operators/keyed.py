@@ -133,6 +133,8 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
         else:
             self.channel, self.watermark, self.generator = resume
         self.announced = self.watermark
+        self.newest = MIN_WATERMARK
+        """The newest timestamp seen, for the event-time lag gauge."""
 
     def on_batch(self, values: list[tuple[str, list[tuple[str, Any]]]]) -> tuple[Iterable[Any], bool]:
         self.channel = values[0][0]
@@ -143,10 +145,12 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
         by_shard: dict[int, list[tuple[int, str, int, Any]]] = {}
         wm = self.watermark
         steps = [wm]
-        ts = None
+        newest = self.newest
         for _, group in values:
             for key, value in group:
                 ts = timestamp_of(value)
+                if ts > newest:
+                    newest = ts
                 shard = crc32(key.encode()) % nshards
                 events = by_shard.get(shard)
                 if events is None:
@@ -162,8 +166,8 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
             wm = new
             steps.append(wm)
         self.watermark = wm
-        if ts is not None:
-            self.event_time_lag.event_time_ms = ts
+        if newest != self.newest:
+            self.newest = self.event_time_lag.event_time_ms = newest
         channel, side, shard_keys = self.channel, self.side, self.shard_keys
         out: list[tuple[str, tuple[Any, ...]]] = [
             (shard_keys[shard], (_EVENTS, channel, side, events, steps)) for shard, events in by_shard.items()
