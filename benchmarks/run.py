@@ -22,7 +22,11 @@ from benchmarks.harness import CASES, Result, machine, measure
 
 
 def main(argv: list[str]) -> None:
+    if any(a.startswith("-") for a in argv):
+        raise SystemExit(f"{__doc__}\ncases:\n" + "\n".join(f"    {n}" for n in CASES))
     wanted = [n for n in CASES if not argv or any(a in n for a in argv)]
+    if not wanted:
+        raise SystemExit(f"no benchmark name contains any of {argv}; `python -m benchmarks.run --help` lists them")
     results = {}
     failed: dict[str, str] = {}
     for name in wanted:
