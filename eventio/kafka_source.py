@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from eventio.deadletter import DeadLetter
@@ -106,13 +106,14 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
     (`OFFSET_BEGINNING` or `OFFSET_END`) applies to a partition without resume
     state; `config` adds librdkafka consumer settings; `commit_group` names
     a consumer group to commit snapshot offsets to, for monitoring (see the
-    module docstring).
+    module docstring). Listing partitions fails with a clear error after
+    `metadata_timeout_s` when no broker answers, instead of waiting forever.
     """
 
     def __init__(
         self, brokers: list[str], topics: list[str], decode: Decoder, *, tail: bool = True,
         starting_offset: int = OFFSET_BEGINNING, config: Optional[dict[str, str]] = None, batch_size: int = 1000,
-        commit_group: Optional[str] = None,
+        commit_group: Optional[str] = None, metadata_timeout_s: float = 30.0,
     ) -> None:
         self._brokers = list(brokers)
         self._topics = list(topics)
@@ -122,6 +123,7 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
         self._config = dict(config or {})
         self._batch_size = batch_size
         self._commit_group = commit_group
+        self._metadata_timeout_s = metadata_timeout_s
 
     def _consumer_config(self, settings: dict[str, Any]) -> dict[str, Any]:
         """`settings` for a consumer of these brokers, then the user's `config`.
@@ -138,7 +140,13 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
         try:
             parts = []
             for topic in self._topics:
-                meta = consumer.list_topics(topic).topics[topic]
+                try:
+                    meta = consumer.list_topics(topic, timeout=self._metadata_timeout_s).topics[topic]
+                except KafkaException as ex:
+                    raise RuntimeError(
+                        f"cannot list partitions of Kafka topic {topic!r} from brokers {self._brokers} within "
+                        f"{self._metadata_timeout_s:g} s (KAFKA_BOOTSTRAP_SERVERS): {ex.args[0].str()}"
+                    ) from ex
                 if meta.error is not None:
                     raise RuntimeError(f"error listing partitions of Kafka topic {topic!r}: {meta.error.str()}")
                 parts.extend(f"{idx}-{topic}" for idx in meta.partitions)

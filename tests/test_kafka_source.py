@@ -8,11 +8,12 @@ from datetime import timedelta
 from typing import Any, Optional
 
 import bytewax.operators as op
+import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
 
-from eventio.broker import EmbeddedBroker
+from eventio.broker import EmbeddedBroker, free_port
 from eventio.config import IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import SerdeConfig
@@ -151,3 +152,12 @@ def test_a_flow_with_consumer_group_set_commits_its_progress(broker: EmbeddedBro
     assert (len(events), len(errors)) == (30, 1)
     assert _committed(broker, group, topic_name, 0, 15) == 15
     assert _committed(broker, group, topic_name, 1, 16) == 16
+
+
+def test_listing_partitions_without_a_reachable_broker_is_a_clear_error() -> None:
+    source = DecodingKafkaSource([f"127.0.0.1:{free_port()}"], ["events"], SerdeConfig().decoder(),
+                                 metadata_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"cannot list partitions of Kafka topic 'events' from brokers .* within 1 s"):
+        source.list_parts()
+    assert time.monotonic() - started < 10
