@@ -26,7 +26,7 @@ CASES: dict[str, Records] = {
     "quarterly_reports": lambda: generators.quarterly(500_000, seed=3),
     "ml_features": lambda: generators.shoppers(100_000, seed=3),
     "iot_anomaly": lambda: generators.iot(250_000, seed=3),
-    "multi_output": lambda: generators.mixed(200_000, seed=3),
+    "multi_output": lambda: generators.mixed(500_000, seed=3),
 }
 
 
