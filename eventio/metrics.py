@@ -54,7 +54,6 @@ PROCESSING_SECONDS = Histogram(
 )
 
 
-
 class Lag:
     """Wall-clock time minus an event time, computed when scraped. Steps set
     `event_time_ms` per batch; while a step is idle or its input stalls the
