@@ -551,26 +551,36 @@ class _EventTimeSessions(WindowOperator[V]):
         end = ts + gap  # type: ignore[operator]
         wm = self.watermark
         state = self._keys.get(key)
-        if state.__class__ is tuple:
-            due, start, stop, acc = state
-            if start <= end and ts <= stop:
-                pending = stop - 1 > wm
-                if ts < start:
-                    start = ts
-                if end > stop:
-                    stop = end
-                acc = self._add(acc, value)
-                if not pending:
-                    due = self._touched(key, due, start, stop, acc, wm)
-                self._keys[key] = (due, start, stop, acc)
-                return
-        elif state is None:
+        if state is None:
             if end - 1 + self.allowed_lateness_ms <= wm:
                 self.emitted.append(("late", (key, value)))
                 return
             acc = self._add(self._create(), value)
             self._count += 1
             self._keys[key] = (self._touched(key, None, ts, end, acc, wm), ts, end, acc)
+            return
+        single = state.__class__ is tuple
+        if single:
+            due, start, stop, acc = state
+        else:
+            due = state[0]
+            start, stop, acc = state[-1]
+        # The usual element: it touches the last session and no other (before
+        # the last one, sessions end before `ts`).
+        if start <= end and ts <= stop and (single or ts > state[-2][1]):
+            pending = stop - 1 > wm
+            if ts < start:
+                start = ts
+            if end > stop:
+                stop = end
+            acc = self._add(acc, value)
+            if not pending:
+                due = self._touched(key, due, start, stop, acc, wm)
+            if single:
+                self._keys[key] = (due, start, stop, acc)
+            else:
+                state[0] = due
+                state[-1] = (start, stop, acc)
             return
         self._insert(key, state, ts, end, value, wm)
 
