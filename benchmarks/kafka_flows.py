@@ -577,21 +577,22 @@ def tune_batch_size(n: int, repeat: int) -> list[str]:
 
 
 def tune_decoding(n: int, repeat: int) -> list[str]:
-    """Microseconds per event of each step of `decode_record` on session events."""
+    """Microseconds per event of each step of a flow's decoder on session events."""
     import timeit
 
-    from eventio.decoding import decode_record, parse_json
+    from eventio.decoding import parse_json, record_decoder
     from eventio.event import Event
     from eventio.upcasting import upcast
 
     values = [v for _, v in session_records(n)]
     dicts = [json.loads(v) for v in values]
+    decode = record_decoder()
     steps: dict[str, Callable[[], object]] = {
         "json.loads (stdlib, no options)": lambda: [json.loads(v) for v in values],
         "parse_json (UTF-8 check, NaN rejected)": lambda: [parse_json(v) for v in values],
         "upcast (on a copy)": lambda: [upcast(dict(d)) for d in dicts],
         "Event.from_dict": lambda: [Event.from_dict(d) for d in dicts],
-        "decode_record, all of it": lambda: [decode_record(v, None, source="t", partition=0, offset=0) for v in values],
+        "the decoder, all of it": lambda: [decode(v, None, "t", 0, 0) for v in values],
     }
     rows = ["| step | us per event |", "|---|---:|"]
     for name, fn in steps.items():

@@ -1,6 +1,6 @@
 """One decode entry point for flows: record bytes to an `Event` or a `DeadLetter`.
 
-`decode_record` never raises on bad input: null or oversize values, invalid
+A decoder (`record_decoder`) never raises on bad input: null or oversize values, invalid
 UTF-8 or JSON, unknown JSON schema versions, wrong magic bytes, unknown
 schema ids, truncated or corrupt Avro, type errors and missing required
 fields all become a dead letter keeping the original key and value bytes,
@@ -14,7 +14,6 @@ instead of dead-lettering every valid record during the outage.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -41,7 +40,8 @@ MAX_MESSAGE_BYTES = 1_048_576
 ValueFormat = Literal["json", "avro", "auto"]
 Decoded = Union[Event, DeadLetter]
 DeadLetterHook = Callable[[str], None]
-Decoder = Callable[..., Decoded]
+Decoder = Callable[[Optional[bytes], Optional[bytes], str, Optional[int], Optional[int]], Decoded]
+"""`decode(value, key, source, partition, offset)`, see `record_decoder`."""
 
 
 class NullValueError(EventError):
@@ -94,6 +94,56 @@ def read_json(value: bytes) -> Any:
     return upcast(parse_json(value))
 
 
+def record_decoder(
+    fmt: ValueFormat = "json",
+    deserializer: Optional[AvroDeserializer] = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    on_dead_letter: DeadLetterHook = no_dead_letter_hook,
+) -> Decoder:
+    """`decode(value, key, source, partition, offset)`: the event in `value`,
+    or a dead letter saying why there is none; `on_dead_letter(error_class)`
+    is called once per dead letter. It raises only `RegistryUnavailableError`.
+    The format is checked and the reader chosen here, once, rather than per
+    record: this runs for every input event. `ValueError` for a bad `fmt` or
+    an Avro format without a deserializer."""
+    read: Callable[[bytes], Any]
+    if fmt == "json":
+        read = read_json
+    elif fmt not in ("avro", "auto"):
+        raise ValueError(f"fmt must be 'json', 'avro' or 'auto', got {fmt!r}")
+    elif deserializer is None:
+        raise ValueError(f"fmt={fmt!r} needs a deserializer")
+    elif fmt == "avro":
+        read = deserializer.deserialize
+    else:
+        deserialize = deserializer.deserialize
+
+        def read(value: bytes) -> Any:
+            # A topic migrating between formats: Confluent framing starts
+            # with magic byte 0, which no JSON document does.
+            return deserialize(value) if value and value[0] == 0 else read_json(value)
+
+    def decode(value: Optional[bytes], key: Optional[bytes], source: str, partition: Optional[int],
+               offset: Optional[int]) -> Decoded:
+        try:
+            if value is None:
+                raise NullValueError("record has no value (tombstone)")
+            if len(value) > max_bytes:
+                raise OversizeMessageError(f"value of {len(value)} bytes exceeds the {max_bytes}-byte limit")
+            event = Event.from_dict(read(value))
+        except RegistryUnavailableError:
+            raise
+        except Exception as ex:  # noqa: BLE001 - bad input of any kind becomes a dead letter
+            dead = DeadLetter.of(ex, source=source, value=value, key=key, partition=partition, offset=offset)
+            on_dead_letter(dead.error_class)
+            return dead
+        if partition is not None:
+            event.channel = f"{source}:{partition}"
+        return event
+
+    return decode
+
+
 def decode_record(
     value: Optional[bytes],
     key: Optional[bytes],
@@ -106,40 +156,9 @@ def decode_record(
     max_bytes: int = MAX_MESSAGE_BYTES,
     on_dead_letter: DeadLetterHook = no_dead_letter_hook,
 ) -> Decoded:
-    """The event in `value`, or a dead letter saying why there is none;
-    `on_dead_letter(error_class)` is called once per dead letter. Raises only
-    `RegistryUnavailableError`, and `ValueError` for a bad `fmt` or an Avro
-    format without a deserializer."""
-    read: Callable[[bytes], Any]
-    if fmt == "auto":
-        # A topic migrating between formats: Confluent framing starts with
-        # magic byte 0, which no JSON document does.
-        if deserializer is None:
-            raise ValueError("fmt='auto' needs a deserializer")
-        read = deserializer.deserialize if value and value[0] == 0 else read_json
-    elif fmt == "json":
-        read = read_json
-    elif fmt == "avro":
-        if deserializer is None:
-            raise ValueError("fmt='avro' needs a deserializer")
-        read = deserializer.deserialize
-    else:
-        raise ValueError(f"fmt must be 'json', 'avro' or 'auto', got {fmt!r}")
-    try:
-        if value is None:
-            raise NullValueError("record has no value (tombstone)")
-        if len(value) > max_bytes:
-            raise OversizeMessageError(f"value of {len(value)} bytes exceeds the {max_bytes}-byte limit")
-        event = Event.from_dict(read(value))
-    except RegistryUnavailableError:
-        raise
-    except Exception as ex:  # noqa: BLE001 - bad input of any kind becomes a dead letter
-        dead = DeadLetter.of(ex, source=source, value=value, key=key, partition=partition, offset=offset)
-        on_dead_letter(dead.error_class)
-        return dead
-    if partition is not None:
-        event.channel = f"{source}:{partition}"
-    return event
+    """One record through `record_decoder(fmt, deserializer, max_bytes,
+    on_dead_letter)`; flows build the decoder once instead."""
+    return record_decoder(fmt, deserializer, max_bytes, on_dead_letter)(value, key, source, partition, offset)
 
 
 @dataclass(frozen=True)
@@ -208,18 +227,12 @@ class SerdeConfig:
         client: Optional[SchemaRegistryClient] = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Decoder:
-        """`decode_record` bound to these settings: call it as
-        `decode(value, key, source=..., partition=..., offset=...)`."""
+        """`record_decoder` for these settings: call it as
+        `decode(value, key, source, partition, offset)`."""
         deserializer = None
         if self.value_format in ("avro", "auto"):
             deserializer = AvroDeserializer(client or self.client(), retry=self.retry(sleep))
-        return functools.partial(
-            decode_record,
-            fmt=self.value_format,
-            deserializer=deserializer,
-            max_bytes=max_bytes,
-            on_dead_letter=on_dead_letter,
-        )
+        return record_decoder(self.value_format, deserializer, max_bytes, on_dead_letter)
 
     def serializer(
         self, schema: Optional[AvroSchema] = None, *, client: Optional[SchemaRegistryClient] = None

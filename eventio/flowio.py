@@ -135,7 +135,7 @@ def decode_lines(decode: Decoder) -> Callable[[list[Line]], list[Decoded]]:
     def decode_batch(batch: list[Line]) -> list[Decoded]:
         out: list[Decoded] = []
         for path, number, raw in batch:
-            item = decode(raw.rstrip(b"\r\n"), None, source=path, partition=None, offset=number)
+            item = decode(raw.rstrip(b"\r\n"), None, path, None, number)
             if item.__class__ is Event:
                 item.channel = path  # type: ignore[union-attr]
             out.append(item)
@@ -208,12 +208,16 @@ def _cached(compute: Callable[[], int]) -> Callable[[], int]:
     return get
 
 
+_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for every output record: `json.dumps` with options builds a new one per call."""
+
+
 def _as_json(item: Any) -> str:
     if isinstance(item, str):
         return item
     if hasattr(item, "to_json"):
         return item.to_json()
-    return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT_JSON.encode(item)
 
 
 def write_json(

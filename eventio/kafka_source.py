@@ -72,19 +72,24 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
             raise StopIteration()
         decode, topic, partition = self._decode, self._topic, self._partition
         out: list[Decoded] = []
+        append = out.append
+        last = None
         for msg in self._consumer.consume(self._batch_size, 0.001):
             error = msg.error()
-            offset = msg.offset()
             if error is None:
-                out.append(decode(msg.value(), msg.key(), source=topic, partition=partition, offset=offset))
-            elif error.code() == _PARTITION_EOF:
+                last = msg.offset()
+                append(decode(msg.value(), msg.key(), topic, partition, last))
+                continue
+            if error.code() == _PARTITION_EOF:
                 self._eof = True  # emit this batch; stop at the next call
                 break
-            else:
-                out.append(DeadLetter(msg.topic() or topic, partition, offset, msg.key(), msg.value(),
-                                      "KafkaError", str(error)))
+            offset = msg.offset()
+            append(DeadLetter(msg.topic() or topic, partition, offset, msg.key(), msg.value(),
+                              "KafkaError", str(error)))
             if offset is not None and offset >= 0:
-                self._offset = offset + 1
+                last = offset
+        if last is not None:
+            self._offset = last + 1
         return out
 
     def snapshot(self) -> int:
