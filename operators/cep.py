@@ -102,17 +102,28 @@ class CepOperator(EventTimeLogic[Any]):
         elif self.timers and self.timers[0][0] <= wm:
             self._advance_due(wm)
 
+    def next_event_time(self) -> Optional[int]:
+        """The lowest watermark at which buffered elements are matched or a
+        partial match times out. Matching depends on the watermark's path: a
+        trailing `not_followed_by` match that completes at a watermark at its
+        window's end prunes, by the skip strategy, partial matches a later
+        watermark would have timed out first. So the wiring steps CEP along
+        the watermark values a batch passed (`EventTimeLogic.advance`), as
+        Flink's per-event watermarks would, rather than letting it jump."""
+        if self.processing_time:
+            return None
+        timer = self._next_timer()
+        buffer = self.buffer
+        if buffer and (timer is None or buffer[0][0] <= timer):
+            return buffer[0][0]
+        return timer
+
     def on_processing_time(self, now_ms: int) -> None:
         if self.processing_time:
             self._advance_due(now_ms)
 
     def next_processing_time(self) -> Optional[int]:
-        if not self.processing_time:
-            return None
-        timers = self.timers
-        while timers and not self._due(timers[0][1], timers[0][0]):
-            heappop(timers)
-        return timers[0][0] if timers else None
+        return self._next_timer() if self.processing_time else None
 
     def snapshot(self) -> Any:
         return {
@@ -188,6 +199,14 @@ class CepOperator(EventTimeLogic[Any]):
             st = self.states.get(key)
             if st is not None and self._due(key, now):
                 self._advance(key, st, now)
+
+    def _next_timer(self) -> Optional[int]:
+        """The earliest timer whose partial match is still open; others are
+        dropped (a partial match started later has a timer of its own)."""
+        timers = self.timers
+        while timers and not self._due(timers[0][1], timers[0][0]):
+            heappop(timers)
+        return timers[0][0] if timers else None
 
     def _due(self, key: str, now: int) -> bool:
         st = self.states.get(key)
