@@ -42,8 +42,10 @@ def run_killed_and_resumed(flow: str, tmp_path: Path, *, seed: int, parts: int =
     `EPOCH_S`) and file IO under `tmp_path` (`in.jsonl` in; `out.jsonl`,
     `late.jsonl`, `err.jsonl` out). Each attempt is SIGKILLed at a random
     instant within the epoch after it has completed a random number (in
-    `epochs`) of epochs past its resume point; after `attempts` kills the flow
-    runs to the end. Returns how many times it was killed."""
+    `epochs`) of epochs past its resume point, the first one early (after
+    `epochs[0]` epochs, within the first half of the next) so that a run
+    lasting a few epochs is killed at least once; after `attempts` kills the
+    flow runs to the end. Returns how many times it was killed."""
     recovery = tmp_path / "recovery"
     recovery.mkdir()
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), str(parts)], check=True)
@@ -55,6 +57,8 @@ def run_killed_and_resumed(flow: str, tmp_path: Path, *, seed: int, parts: int =
         before = _progress(recovery)
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         target, jitter_s = rnd.randint(*epochs), rnd.uniform(0, EPOCH_S)
+        if kills == 0:
+            target, jitter_s = epochs[0], jitter_s / 2
         while proc.poll() is None:
             now = _progress(recovery)
             if now is not None and (before is None or now[0] > before[0]) and now[2] >= now[1] + target:

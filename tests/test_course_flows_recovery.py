@@ -23,7 +23,7 @@ Records = Callable[[], Iterable[dict]]
 
 # Inputs sized so that one uninterrupted run takes several seconds here.
 CASES: dict[str, Records] = {
-    "quarterly_reports": lambda: generators.quarterly(500_000, seed=3),
+    "quarterly_reports": lambda: generators.quarterly(800_000, seed=3),
     "ml_features": lambda: generators.shoppers(100_000, seed=3),
     "iot_anomaly": lambda: generators.iot(250_000, seed=3),
     "multi_output": lambda: generators.mixed(500_000, seed=3),
