@@ -168,8 +168,16 @@ class WatermarkPath:
         self._lo = 0
 
     def at(self, t: int) -> int:
+        self._lo = bisect_left(self._steps, t, self._lo)
+        return self._value(self._lo)
+
+    def at_any(self, t: int) -> int:
+        """`at` for times asked in any order, so without the cursor: for
+        engines whose timers are never set in the past while firing."""
+        return self._value(bisect_left(self._steps, t))
+
+    def _value(self, lo: int) -> int:
         steps = self._steps
-        lo = self._lo = bisect_left(steps, t, self._lo)
         return steps[lo] if lo < len(steps) and steps[lo] < self._wm else self._wm
 
 
@@ -227,6 +235,18 @@ class EventTimeLogic(ABC, Generic[V]):
             self.on_watermark(steps[lo])
             lo += 1
         self.on_watermark(wm)
+
+    def advance_deferred(self, wm: int, steps: Sequence[int]) -> None:
+        """`advance` to a `wm` that is one of `steps`, letting the core put
+        off firing keys no element touches until `flush()`, which the wiring
+        calls at the end of every batch. Every firing still happens at the
+        watermark `advance` would give it, and before any later element of
+        its key; only the order of results across keys changes. The default
+        fires at once."""
+        self.advance(wm, steps)
+
+    def flush(self) -> None:
+        """Fire what `advance_deferred` put off."""
 
     def on_processing_time(self, now_ms: int) -> None:
         """Fire processing-time timers due at `now_ms`."""

@@ -246,6 +246,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         clocks = self.clocks
         known = clocks.channels
         on_element = core.on_element
+        advance_deferred = core.advance_deferred
         stepped = self.stepped
         seen = set()
         events = 0
@@ -256,14 +257,16 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
                 _, channel, side, group, steps = item
                 events += len(group)
                 seen.add(channel)
-                for wm, key, ts, value in group:
-                    if channel not in known or wm > known[channel]:
-                        wm = clocks.update(channel, wm, now)
+                for stamped, key, ts, value in group:
+                    if channel not in known or stamped > known[channel]:
+                        wm = clocks.update(channel, stamped, now)
                         if wm > core.watermark:
-                            if stepped:
-                                core.advance(wm, steps)
-                            else:
+                            if not stepped:
                                 core.on_watermark(wm)
+                            elif wm == stamped:
+                                advance_deferred(wm, steps)
+                            else:
+                                core.advance(wm, steps)
                     if ts <= core.watermark:
                         behind += 1
                     on_element(key, ts, value, side)
@@ -271,6 +274,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
                 self._advance(clocks.update(item[1], item[2], now), item[3])
             else:
                 core.on_broadcast(item[1])
+        core.flush()
         for channel in seen:
             clocks.last_seen[channel] = now
         self._advance(clocks.on_processing_time(now))

@@ -42,6 +42,7 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, Sequence, TypeVar
 
 from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic, WatermarkPath
+from operators.timer_wheel import TimerWheel
 from operators.triggers import EventTimeTrigger, Trigger, TriggerResult, default_trigger
 from operators.windows import (
     FixedSizeWindows,
@@ -525,7 +526,13 @@ class _EventTimeSessions(WindowOperator[V]):
     scheduled once, at or before the earliest next action of its sessions;
     extending a session does not touch the schedule: when a key comes due its
     sessions are checked and the key rescheduled. A session fires when its
-    key is processed at exactly its max timestamp.
+    key is processed at its max timestamp. Keys wait in a `TimerWheel`.
+
+    `advance_deferred` only moves the watermark; the keys it makes due are
+    processed by `flush`, or by the key's next element before that element
+    (`_catch_up`). With a million keys nearly every element makes some other
+    key's session due, and one pass per batch costs far less than one per
+    element.
     """
 
     assigner: SessionWindows
@@ -535,8 +542,10 @@ class _EventTimeSessions(WindowOperator[V]):
         self._gap_ms = assigner.gap_ms
         self._gap_of = assigner.gap_of
         self._keys: dict[str, Any] = {}
-        self._timers = _TimerIndex()
+        self._timers = TimerWheel()
         self._count = 0
+        self._deferred: Optional[Sequence[int]] = None
+        """The steps of the path `advance_deferred` moved along, while firings wait."""
 
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         gap = self._gap_ms
@@ -551,6 +560,8 @@ class _EventTimeSessions(WindowOperator[V]):
         end = ts + gap  # type: ignore[operator]
         wm = self.watermark
         state = self._keys.get(key)
+        if state is not None and state[0] <= wm:
+            state = self._catch_up(key, state, wm, WatermarkPath(wm, self._deferred or ()).at_any)
         if state is None:
             if end - 1 + self.allowed_lateness_ms <= wm:
                 self.emitted.append(("late", (key, value)))
@@ -642,48 +653,82 @@ class _EventTimeSessions(WindowOperator[V]):
         return due
 
     def next_event_time(self) -> Optional[int]:
-        return self._timers.next_time()
+        return self._timers.earliest()
 
     def advance(self, wm: int, steps: Sequence[int] = ()) -> None:
+        if self._deferred is not None:
+            self.flush()
         self.watermark = wm
-        times = self._timers.times
-        if times and times[0] <= wm:
+        if self._timers.low <= wm:
             self._fire_due(wm, steps)
 
+    def advance_deferred(self, wm: int, steps: Sequence[int]) -> None:
+        if self._deferred is not steps:
+            if self._deferred is not None:
+                self.flush()
+            self._deferred = steps
+        self.watermark = wm
+
+    def flush(self) -> None:
+        """Fire what `advance_deferred` put off: every timer at the value of
+        the path an `advance` call per step would have fired it at, since the
+        watermarks passed were all values of the same steps."""
+        steps = self._deferred
+        if steps is not None:
+            self._deferred = None
+            if self._timers.low <= self.watermark:
+                self._fire_due(self.watermark, steps)
+
+    def _catch_up(self, key: str, state: Any, wm: int, at: Callable[[int], int]) -> Any:
+        """Take every action of a key due by `wm`, a firing at `t` reporting
+        watermark `at(t)`; return the key's state after. Timers this leaves
+        behind are skipped when popped (the key's due time moved on)."""
+        while state is not None and state[0] <= wm:
+            t = state[0]
+            self._process_sessions(key, [state[1:]] if state.__class__ is tuple else state[1:], t, at(t))
+            state = self._keys.get(key)
+        return state
+
     def _advance(self, wm: int, path: Optional[WatermarkPath]) -> None:
-        """Process every key due by `wm`, in time order: fire its sessions
-        ending at the due time `t`, free those whose cleanup time has come,
-        reschedule the key at its next action. A key with one session is
-        handled here; `_process_sessions` handles the rest."""
-        timers = self._timers
+        """Process every key due by `wm`, in time order, taking all its
+        actions up to `wm` at once: fire its sessions ending at a due time,
+        free those whose cleanup time has come, reschedule the key at its
+        first action after `wm`. Keys are independent, so this fires what one
+        pass per due time would. A key with one session is handled here;
+        `_catch_up` handles the rest."""
         states = self._keys
         lateness = self.allowed_lateness_ms
         result = None if self.process is not None else self._result
         append = self.emitted.append
-        while (due := timers.pop_due(wm)) is not None:
-            t, keys = due
-            at = wm if path is None else path.at(t)
-            for key in keys:
-                state = states.get(key)
-                if state is None or state[0] != t:
-                    continue  # rescheduled or gone
-                if state.__class__ is not tuple:
-                    self._process_sessions(key, state[1:], t, at)
+        add = self._timers.add
+        at: Callable[[int], int] = (lambda t: wm) if path is None else path.at_any
+        for t, key in self._timers.pop_due(wm):
+            state = states.get(key)
+            if state is None or state[0] != t:
+                continue  # rescheduled or gone
+            if state.__class__ is not tuple:
+                self._catch_up(key, state, wm, at)
+                continue
+            _, start, end, acc = state
+            max_ts = end - 1
+            if max_ts > t:  # scheduled before the session was extended
+                if max_ts > wm:
+                    states[key] = (max_ts, start, end, acc)
+                    add(max_ts, key)
                     continue
-                _, start, end, acc = state
-                max_ts = end - 1
-                if max_ts == t:
-                    if result is None:
-                        self._emit(key, start, end, acc, False, at)
-                    else:
-                        append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, at)))))
-                if max_ts + lateness <= t:
-                    del states[key]
-                    self._count -= 1
+                t = max_ts
+            if max_ts == t:
+                if result is None:
+                    self._emit(key, start, end, acc, False, at(t))
                 else:
-                    nxt = max_ts if max_ts > t else max_ts + lateness
-                    states[key] = (nxt, start, end, acc)
-                    timers.add(nxt, key)
+                    append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, at(t))))))
+            cleanup = max_ts + lateness
+            if cleanup <= wm:
+                del states[key]
+                self._count -= 1
+            else:
+                states[key] = (cleanup, start, end, acc)
+                add(cleanup, key)
 
     def _process_sessions(self, key: str, sessions: list[Session], t: int, wm: int) -> None:
         """`_advance` for a key with several sessions."""
@@ -707,10 +752,17 @@ class _EventTimeSessions(WindowOperator[V]):
             self._timers.add(nxt, key)
 
     def snapshot(self) -> Any:
-        return self._tagged((self._keys, self._timers, self._count))
+        return self._tagged((self._keys, self._count))
 
     def restore(self, state: Any) -> None:
-        self._keys, self._timers, self._count = self._untagged(state)
+        """Timers are rebuilt from each key's due time, not snapshotted;
+        snapshots that also hold them (before the timer wheel) restore too."""
+        saved = self._untagged(state)
+        self._keys, self._count = saved[0], saved[-1]
+        self._timers = TimerWheel()
+        for key, sessions in self._keys.items():
+            self._timers.add(sessions[0], key)
+        self._deferred = None
 
     def state_size(self) -> int:
         return self._count

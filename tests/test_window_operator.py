@@ -593,3 +593,45 @@ def test_a_timer_set_in_the_past_while_firing_fires_at_the_same_watermark() -> N
     core.advance(100, [3, 6, 12, 50])
     fired = [(r.window_start, r.value, r.watermark) for port, (_, r) in core.emitted if port == "down"]
     assert fired == [(0, 1, 12), (0, 1, 12)]
+
+
+def test_deferred_sessions_fire_at_the_path_value_and_before_their_keys_next_element() -> None:
+    """`advance_deferred` fires nothing; a key's own next element first
+    fires the session the watermark passed (so the element opens a new
+    session, not a late update), and `flush` fires the rest, each at the
+    first value of the batch's path at or past its max timestamp, as one
+    `advance` per value would."""
+    core = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
+    steps = [-1, 4, 6, 9, 12]
+    core.advance_deferred(-1, steps)
+    core.on_element("a", 0, "a1")  # [0, 5): due at 4
+    core.on_element("b", 2, "b1")  # [2, 7): due at 6
+    core.on_element("c", 3, "c1")  # [3, 8): due at 7
+    for wm in (4, 6, 9):
+        core.advance_deferred(wm, steps)
+    assert core.emitted == []
+    core.on_element("b", 9, "b2")  # b's [2, 7) fired at 6 first; [9, 14) is new
+    fired = [(r.key, r.window_start, r.value, r.watermark) for _, (_, r) in core.emitted]
+    assert fired == [("b", 2, 1, 6)]
+    core.advance_deferred(12, steps)
+    core.flush()
+    fired = [(r.key, r.window_start, r.value, r.watermark) for _, (_, r) in core.emitted[1:]]
+    assert fired == [("a", 0, 1, 4), ("c", 3, 1, 9)]
+    core.advance(MAX_WATERMARK)
+    assert [(r.key, r.window_start, r.value) for _, (_, r) in core.emitted[3:]] == [("b", 9, 1)]
+
+
+def test_a_session_snapshot_from_before_the_timer_wheel_restores() -> None:
+    """Snapshots used to hold the timer index too; the wheel is rebuilt from
+    each key's due time, so a recovery store written then still resumes."""
+    from operators.window_operator import _TimerIndex
+
+    core = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
+    feed(core, "a", 0, 1)
+    feed(core, "b", 3, 1, wm=1)
+    engine, (keys, count) = core.snapshot()
+    resumed = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
+    resumed.restore(pickle.loads(pickle.dumps((engine, (keys, _TimerIndex(), count)))))
+    resumed.watermark = 1
+    resumed.on_watermark(MAX_WATERMARK)
+    assert sorted(results(resumed)) == [("a", 0, 5, 1, False), ("b", 3, 8, 1, False)]

@@ -212,12 +212,15 @@ def test_snapshot_restore_mid_stream_matches_reference(
     check(spec, stream, general, "aggregate", restart_at)
 
 
-def run_sharded(spec: Spec, stream: list[Event], general: bool, shards: int, batch: int) -> list[Harness]:
+def run_sharded(
+    spec: Spec, stream: list[Event], general: bool, shards: int, batch: int, deferred: bool = False
+) -> list[Harness]:
     """Drive one core per shard as `operators.keyed` does: each element is
     stamped with the watermark before it and its shard advances to the stamp
-    just before it; every shard hears the batch's last watermark at the end
-    of the batch; both advances pass the batch's watermark values as steps.
-    Event time only: the wiring runs processing-time timers between batches."""
+    just before it (`advance_deferred` when `deferred`); every shard hears
+    the batch's last watermark at the end of the batch, then flushes; both
+    advances pass the batch's watermark values as steps. Event time only:
+    the wiring runs processing-time timers between batches."""
     harnesses = [Harness(spec, general, "aggregate") for _ in range(shards)]
     wm = MIN_WATERMARK
     max_seen: Optional[int] = None
@@ -225,7 +228,7 @@ def run_sharded(spec: Spec, stream: list[Event], general: bool, shards: int, bat
     for i, (key, ts, value, _) in enumerate(stream):
         core = harnesses[ord(key) % shards].core
         if wm > core.watermark:
-            core.advance(wm, steps)
+            (core.advance_deferred if deferred else core.advance)(wm, steps)
         core.on_element(key, ts, value)
         max_seen = ts if max_seen is None else max(max_seen, ts)
         if max_seen - spec.bound - 1 > wm:
@@ -235,6 +238,7 @@ def run_sharded(spec: Spec, stream: list[Event], general: bool, shards: int, bat
             for h in harnesses:
                 if wm > h.core.watermark:
                     h.core.advance(wm, steps)
+                h.core.flush()
             steps = [wm]
     for h in harnesses:
         h.core.on_watermark(MAX_WATERMARK)
@@ -245,14 +249,16 @@ def run_sharded(spec: Spec, stream: list[Event], general: bool, shards: int, bat
 @pytest.mark.parametrize("family", ["fixed", "sessions"])
 @PROPERTY
 @given(data=st.data(), stream=events(), general=st.booleans(),
-       shards=st.integers(1, 3), batch=st.sampled_from([1, 3, 10, 1000]))
+       shards=st.integers(1, 3), batch=st.sampled_from([1, 3, 10, 1000]), deferred=st.booleans())
 def test_shards_fed_in_batches_report_flinks_watermark(
-    family: str, data: st.DataObject, stream: list[Event], general: bool, shards: int, batch: int
+    family: str, data: st.DataObject, stream: list[Event], general: bool, shards: int, batch: int, deferred: bool
 ) -> None:
     """Firings, including the watermark they report, are the per-event
-    reference's whatever the sharding and batching (`EventTimeLogic.advance`)."""
+    reference's whatever the sharding and batching, with firings made at
+    once or deferred to the end of the batch (`EventTimeLogic.advance`,
+    `advance_deferred`)."""
     spec = data.draw(specs(data.draw(st.sampled_from(EVENT_TIME_TRIGGERS)), family))
     expected_firings, expected_late = Reference(spec).run(stream)
-    harnesses = run_sharded(spec, stream, general, shards, batch)
+    harnesses = run_sharded(spec, stream, general, shards, batch, deferred)
     assert Counter(f for h in harnesses for f in h.firings) == Counter(expected_firings)
     assert Counter(x for h in harnesses for x in h.late) == Counter(expected_late)
