@@ -105,9 +105,13 @@ class JsonLinesSource(FixedPartitionedSource[Line, tuple[int, int]]):
         return _JsonLinesPartition(for_part, self.batch_size, resume_state)
 
 
-CONSUMER_CONFIG = {"isolation.level": "read_committed", "fetch.wait.max.ms": "50"}
+CONSUMER_CONFIG = {"isolation.level": "read_committed", "fetch.wait.max.ms": "50", "queued.min.messages": "1000000"}
 """Consumer settings of every Kafka input: offsets are owned by Bytewax
-recovery; only committed transactional output is read."""
+recovery; only committed transactional output is read. librdkafka keeps
+fetching until a partition has a million records queued (default 100,000;
+the 64 MB `queued.max.messages.kbytes` cap still holds): with the default,
+half the reads of session analytics on one partition found nothing queued
+and the flow stood idle a quarter of the time (500k events 5.0 -> 4.1 s)."""
 
 
 def _starting_offset(cfg: IOConfig) -> int:
