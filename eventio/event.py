@@ -15,6 +15,8 @@ import math
 from datetime import datetime
 from typing import Any, Optional
 
+from eventio import compact_json
+
 REQUIRED_FIELDS = ("event_id", "user_id", "event_type", "timestamp")
 MIN_TIMESTAMP = -62_135_596_800_000  # 0001-01-01T00:00:00Z
 MAX_TIMESTAMP = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
@@ -172,7 +174,7 @@ class Event:
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        return compact_json.dumps(self.to_dict())
 
 
 def _split_known(data: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ dead letters go to JSON-lines files when their `*_PATH` is set, else to Kafka.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
@@ -24,7 +23,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
-from eventio import metrics
+from eventio import compact_json, metrics
 from eventio.config import IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoder, SerdeConfig
@@ -212,16 +211,12 @@ def _cached(compute: Callable[[], int]) -> Callable[[], int]:
     return get
 
 
-_COMPACT_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-"""One encoder for every output record: `json.dumps` with options builds a new one per call."""
-
-
 def _as_json(item: Any) -> str:
     if isinstance(item, str):
         return item
     if hasattr(item, "to_json"):
         return item.to_json()
-    return _COMPACT_JSON.encode(item)
+    return compact_json.dumps(item)
 
 
 def write_json(

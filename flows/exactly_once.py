@@ -24,7 +24,6 @@ Flink's `DeliveryGuarantee`). Exactly-once needs recovery:
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from operator import attrgetter, itemgetter
 from typing import Any, Optional
@@ -33,7 +32,7 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
+from eventio import compact_json, metrics
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
@@ -65,7 +64,7 @@ def running_stats(state: Optional[Stats], event: Event) -> tuple[Stats, dict[str
 
 def _result_message(item: tuple[str, dict[str, Any]]) -> tuple[str, KafkaSinkMessage[bytes, bytes]]:
     user, out = item
-    value = json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
+    value = compact_json.dumps(out).encode()
     return user, KafkaSinkMessage(user.encode(), value)
 
 
