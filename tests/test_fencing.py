@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from bytewax.connectors.kafka import KafkaSinkMessage
 
 from eventio.broker import EmbeddedBroker
 from recovery.directories import init
@@ -79,12 +78,12 @@ def test_rebuilding_a_sink_partition_fences_the_previous_one(broker: EmbeddedBro
     broker.create_topics({topic_name: 1})
     sink = TransactionalKafkaSink([broker.bootstrap_servers], topic_name, transactional_id_prefix=topic_name, partitions=2)
     first = sink.build_part("flow.out", "1", None)
-    first.write_batch([KafkaSinkMessage(None, b"a")])
+    first.write_batch([(topic_name, None, None, b"a", None)])
     state = first.snapshot()
     second = sink.build_part("flow.out", "1", state)  # commits "a"
     with pytest.raises(FencedError):
         first.write_batch([None])  # the first would commit "a" too
-    second.write_batch([KafkaSinkMessage(None, b"b")])
+    second.write_batch([(topic_name, None, None, b"b", None)])
     second.snapshot()
     second.write_batch([None])
     assert [r.value for r in read_committed(broker.bootstrap_servers, topic_name)] == [b"a", b"b"]

@@ -193,21 +193,22 @@ def test_keyed_output_lands_where_the_default_partitioner_puts_it_and_each_parti
     assert plain.flush(20) == 0
     sink = TransactionalKafkaSink([bs], topic_name, transactional_id_prefix="p", partitions=4)
     routed = [sink.placement.route(("ignored", KafkaSinkMessage(k, b"v"))) for k in keys]
-    assert {m.key: m.partition for _, m in routed} == delivered
-    assert {m.topic for _, m in routed} == {topic_name}
-    owners = {(m.topic, m.partition): sink.part_fn(route) % 4 for route, m in routed}
+    assert {key: partition for _, (_, partition, key, _, _) in routed} == delivered
+    assert {topic for _, (topic, *_) in routed} == {topic_name}
+    assert {value for _, (_, _, _, value, _) in routed} == {b"v"}
+    owners = {(topic, partition): sink.part_fn(route) % 4 for route, (topic, partition, *_) in routed}
     assert {owners[(t, p)] for (t, p) in owners} == {0, 1, 2, 3}, "five partitions spread over four producers"
-    for route, m in routed:
-        assert sink.part_fn(route) % 4 == owners[(m.topic, m.partition)]
+    for route, (topic, partition, *_) in routed:
+        assert sink.part_fn(route) % 4 == owners[(topic, partition)]
     # No Kafka key: placed by the routing key, the same way every time;
-    # an explicit topic and partition are kept.
+    # an explicit topic and partition are kept, and so are headers.
     unkeyed = [sink.placement.route((f"k{i}", KafkaSinkMessage(None, b"v"))) for i in range(50)]
     assert unkeyed == [sink.placement.route((f"k{i}", KafkaSinkMessage(None, b"v"))) for i in range(50)]
-    assert {m.partition for _, m in unkeyed} == set(range(5))
-    _, dlq = sink.placement.route(("k", KafkaSinkMessage(b"x", b"v", topic=f"{topic_name}-dlq")))
-    assert (dlq.topic, dlq.partition) == (f"{topic_name}-dlq", 0)
+    assert {partition for _, (_, partition, *_) in unkeyed} == set(range(5))
+    _, dlq = sink.placement.route(("k", KafkaSinkMessage(b"x", b"v", topic=f"{topic_name}-dlq", headers=[("h", b"1")])))
+    assert dlq == (f"{topic_name}-dlq", 0, b"x", b"v", [("h", b"1")])
     _, pinned = sink.placement.route(("k", KafkaSinkMessage(b"x", b"v", partition=3)))
-    assert (pinned.topic, pinned.partition) == (topic_name, 3)
+    assert pinned[:2] == (topic_name, 3)
 
 
 def test_kafka_writer_commits_records_and_sequence_together(broker: EmbeddedBroker, topic_name: str) -> None:
