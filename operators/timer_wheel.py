@@ -2,10 +2,11 @@
 
 Timers `(time, key)` are kept in slots of `2**SLOT_BITS` ms; as the watermark
 moves forward, `pop_due` sweeps the slots it passed. Adding a timer is a dict
-lookup and a list append, popping one is amortised O(1) plus a sort of the
-few timers due together, and each timer is one small tuple. A heap of times
-with a dict per time (`window_operator._TimerIndex`) costs an O(log n) pop
-that walks cold memory with a million keys, and a dict per distinct time.
+lookup and two list appends, popping one is amortised O(1) plus a sort of
+the few timers due together, and a heap orders the slots, not the timers. A
+heap of times with a dict per time (`window_operator._TimerIndex`) costs an
+O(log n) pop that walks cold memory with a million keys, and a dict per
+distinct time.
 
 Plain Python, no Bytewax. Duplicate and stale timers are the caller's to
 skip (the session engine checks each key's due time).
@@ -27,10 +28,9 @@ Timer = tuple[int, str]
 
 class TimerWheel:
     """Timers by slot, swept in time order (see module docstring). A slot is
-    one flat list `[time, key, time, key, ...]`: no tuple per timer, so the
-    garbage collector, which examines every new tuple at least once, sees one
-    list per slot instead (a third of a 1M-key session run's collection time
-    went to timer tuples)."""
+    one flat list `[time, key, time, key, ...]`: no tuple per timer for the
+    cyclic garbage collector to examine (it looks at every new tuple at
+    least once), only one list per slot."""
 
     __slots__ = ("slots", "order", "low")
 
