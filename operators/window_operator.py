@@ -731,7 +731,8 @@ class _EventTimeSessions(WindowOperator[V]):
                 add(cleanup, key)
 
     def _process_sessions(self, key: str, sessions: list[Session], t: int, wm: int) -> None:
-        """`_advance` for a key with several sessions."""
+        """Process a key's sessions at its due time `t` (firings report watermark
+        `wm`): fire those ending at `t`, free those past cleanup, reschedule."""
         lateness = self.allowed_lateness_ms
         kept: list[Session] = []
         nxt: Optional[int] = None
