@@ -97,7 +97,10 @@ def test_a_stalled_flow_is_fenced_by_its_replacement(broker: EmbeddedBroker, tmp
     topic = "eo-fencing"
     out = f"{topic}-out"
     broker.create_topics({f"{topic}-in": 3, out: 3})
-    events = make_events(6000, 100, seed=3)
+    # A is caught inside a transaction only when a SIGSTOP lands between its
+    # records reaching the log and its commit, a few milliseconds: with up to
+    # 40 tries of 50 events, 1 of 16 runs here never caught it; now up to 120.
+    events = make_events(10_000, 100, seed=3)
     env = flow_env(bs, topic, SINK_TIMEOUT_S="5")
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     init(a_dir, 1)
@@ -108,7 +111,7 @@ def test_a_stalled_flow_is_fenced_by_its_replacement(broker: EmbeddedBroker, tmp
             wait_for_outputs(bs, out, 2000, a)
             caught: list[LogRecord] = []
             sent = 2000
-            while not caught and sent < 4000:
+            while not caught and sent < 8000:
                 end = log_end()
                 produce(bs, f"{topic}-in", events[sent:sent + 50])
                 sent += 50
