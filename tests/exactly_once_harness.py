@@ -58,6 +58,16 @@ class FlowProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def stopped(self) -> bool:
+        """Whether the flow process is stopped by a signal (state T)."""
+        if self.process is None:
+            return False
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        except FileNotFoundError:
+            return False
+        return stat.rpartition(")")[2].split()[0] == "T"
+
     def signal(self, sig: int) -> None:
         """Send `sig` to the whole process group."""
         if self.process is not None:

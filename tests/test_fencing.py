@@ -7,7 +7,6 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 
@@ -18,7 +17,6 @@ from tests.committed_log import LogRecord, read_committed, read_topic
 from tests.exactly_once_harness import (
     FLOW,
     FlowProcess,
-    LogEnd,
     assert_exactly_once,
     flow_env,
     make_events,
@@ -27,27 +25,11 @@ from tests.exactly_once_harness import (
     wait_for_outputs,
     wait_until,
 )
+from tests.stalling_flow import StallingProducer
 
 
 def _open_records(bootstrap: str, topic: str) -> list[LogRecord]:
     return [r for log in read_topic(bootstrap, topic) for txn in log.open_transactions().values() for r in txn]
-
-
-class _StallingProducer:
-    """Wraps a producer; before offsets join the transaction, its records are
-    flushed to the log and `on_stall` runs (another instance starts)."""
-
-    def __init__(self, inner: Any, on_stall: Callable[[], None]) -> None:
-        self._inner = inner
-        self._on_stall = on_stall
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def send_offsets_to_transaction(self, *args: Any) -> None:
-        self._inner.flush(10)
-        self._on_stall()
-        self._inner.send_offsets_to_transaction(*args)
 
 
 def test_new_writer_fences_the_old_and_aborts_its_open_transaction(broker: EmbeddedBroker, topic_name: str) -> None:
@@ -57,11 +39,12 @@ def test_new_writer_fences_the_old_and_aborts_its_open_transaction(broker: Embed
     old.commit([(topic_name, None, None, b"before", [])], 1)
     replacement: list[KafkaTransactionalWriter] = []
 
-    def start_replacement() -> None:
+    def start_replacement(produced: int) -> None:
+        assert produced == 1
         assert [r.value for r in _open_records(bs, topic_name)] == [b"zombie"]
         replacement.append(KafkaTransactionalWriter([bs], topic_name, topic_name, {}, timeout_s=20))
 
-    old._producer = _StallingProducer(old._producer, start_replacement)
+    old._producer = StallingProducer(old._producer, start_replacement)  # type: ignore[assignment]
     with pytest.raises(FencedError, match="taken over"):
         old.commit([(topic_name, None, None, b"zombie", [])], 2)
     (new,) = replacement
@@ -90,51 +73,38 @@ def test_rebuilding_a_sink_partition_fences_the_previous_one(broker: EmbeddedBro
 
 
 def test_a_stalled_flow_is_fenced_by_its_replacement(broker: EmbeddedBroker, tmp_path: Path) -> None:
-    """Pause flow A (SIGSTOP) inside a transaction, start B with the same
+    """Stop flow A (SIGSTOP) inside a transaction, start B with the same
     transactional ids from a copy of A's recovery store, then let A go on:
     A dies fenced, its open transaction is aborted, B's output is exact."""
     bs = broker.bootstrap_servers
     topic = "eo-fencing"
     out = f"{topic}-out"
     broker.create_topics({f"{topic}-in": 3, out: 3})
-    # A is caught inside a transaction only when a SIGSTOP lands between its
-    # records reaching the log and its commit, a few milliseconds: with up to
-    # 40 tries of 50 events, 1 of 16 runs here never caught it; now up to 120.
-    events = make_events(10_000, 100, seed=3)
-    env = flow_env(bs, topic, SINK_TIMEOUT_S="5")
+    events = make_events(3_000, 100, seed=3)
+    trigger = tmp_path / "stall"
+    env = flow_env(bs, topic, SINK_TIMEOUT_S="5", STALL_TRIGGER=str(trigger))
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     init(a_dir, 1)
-    log_end = LogEnd(bs, out, 3)
-    try:
-        with FlowProcess(FLOW, a_dir, env) as a:
-            produce(bs, f"{topic}-in", events[:2000])
-            wait_for_outputs(bs, out, 2000, a)
-            caught: list[LogRecord] = []
-            sent = 2000
-            while not caught and sent < 8000:
-                end = log_end()
-                produce(bs, f"{topic}-in", events[sent:sent + 50])
-                sent += 50
-                wait_until(lambda: log_end() > end, 5)
-                a.signal(signal.SIGSTOP)
-                caught = _open_records(bs, out)
-                if not caught:
-                    a.signal(signal.SIGCONT)
-            assert caught, "never caught A inside a transaction"
-            shutil.copytree(a_dir, b_dir)
-            with FlowProcess(FLOW, b_dir, env) as b:
-                assert wait_until(lambda: not _open_records(bs, out), 20), "B did not abort A's transaction"
-                time.sleep(2)  # B builds its other partitions on its first heartbeat
-                a.signal(signal.SIGCONT)
-                assert wait_until(lambda: not a.alive(), 20), f"A kept running after being fenced:\n{a.log_tail()}"
-                # A real broker answers a fenced producer's EndTxn with
-                # PRODUCER_FENCED; the embedded one drops the connection, so
-                # A stops when its commit times out instead.
-                assert any(why in a.log_tail(50_000) for why in ("taken over by another instance", "did not complete"))
-                produce(bs, f"{topic}-in", events[sent:])
-                outs = wait_for_outputs(bs, out, len(events), b)
-    finally:
-        log_end.close()
+    with FlowProcess("tests.stalling_flow:stalling_flow()", a_dir, env) as a:
+        produce(bs, f"{topic}-in", events[:1000])
+        wait_for_outputs(bs, out, 1000, a)
+        trigger.touch()  # A stops itself once its next transaction's records are in the log
+        produce(bs, f"{topic}-in", events[1000:1050])
+        assert wait_until(lambda: a.stopped() or not a.alive(), 20), "A never reached a transaction"
+        caught = _open_records(bs, out)
+        assert caught, f"A stopped outside a transaction:\n{a.log_tail()}"
+        shutil.copytree(a_dir, b_dir)
+        with FlowProcess(FLOW, b_dir, env) as b:
+            assert wait_until(lambda: not _open_records(bs, out), 20), "B did not abort A's transaction"
+            time.sleep(2)  # B builds its other partitions on its first heartbeat
+            a.signal(signal.SIGCONT)
+            assert wait_until(lambda: not a.alive(), 20), f"A kept running after being fenced:\n{a.log_tail()}"
+            # A real broker answers a fenced producer's EndTxn with
+            # PRODUCER_FENCED; the embedded one drops the connection, so
+            # A stops when its commit times out instead.
+            assert any(why in a.log_tail(50_000) for why in ("taken over by another instance", "did not complete"))
+            produce(bs, f"{topic}-in", events[1050:])
+            outs = wait_for_outputs(bs, out, len(events), b)
     visible = {(r.partition, r.offset) for r in read_committed(bs, out)}
     assert not visible & {(r.partition, r.offset) for r in caught}, "A's open transaction became visible"
     assert_exactly_once(outs, reference(events))
