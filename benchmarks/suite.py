@@ -61,13 +61,20 @@ def _builtin(n: int, keys: int, windower: bw.Windower[Any]) -> Result:
     return _timed(flow, n, sink)
 
 
-# The same 1,000,000 events as our cases; at 10k keys the built-in needs
-# minutes per run, so it runs once there.
-for keys, repeat in ((100, 3), (10_000, 1)):
-    case(f"bytewax_tumbling_count_{keys}_keys", f"Bytewax 0.21 count_window, tumbling 1 min, 1,000,000 events, {keys:,} keys",
-         repeat=repeat, n=1_000_000, keys=keys, windower=bw.TumblingWindower(timedelta(minutes=1), EPOCH))(_builtin)
-    case(f"bytewax_sessions_{keys}_keys", f"Bytewax 0.21 count_window, sessions gap 10 min, 1,000,000 events, {keys:,} keys",
-         repeat=repeat, n=1_000_000, keys=keys, windower=bw.SessionWindower(timedelta(minutes=10)))(_builtin)
+BUILTIN_WINDOWERS: dict[str, tuple[str, bw.Windower[Any]]] = {
+    "tumbling_count": ("tumbling 1 min", bw.TumblingWindower(timedelta(minutes=1), EPOCH)),
+    "sessions": ("sessions gap 10 min", bw.SessionWindower(timedelta(minutes=10))),
+    "sliding": ("sliding 1 h / 5 min", bw.SlidingWindower(timedelta(hours=1), timedelta(minutes=5), EPOCH)),
+}
+BUILTIN_KEYS = {100: 3, 1_000: 3, 10_000: 1}
+"""Key counts the built-in runs at, and how often: the same 1,000,000 events
+as our cases; at 10k keys it needs minutes per run, so it runs once there,
+and at 1M keys it would need hours."""
+
+for kind, (label, windower) in BUILTIN_WINDOWERS.items():
+    for keys, repeat in BUILTIN_KEYS.items():
+        case(f"bytewax_{kind}_{keys}_keys", f"Bytewax 0.21 count_window, {label}, 1,000,000 events, {keys:,} keys",
+             repeat=repeat, n=1_000_000, keys=keys, windower=windower)(_builtin)
 
 
 @case("kafka_raw_produce", "confluent-kafka produce to the embedded broker, 500,000 x 150 B, linger 20 ms", n=500_000)
@@ -119,15 +126,16 @@ def _ours(n: int, keys: int, kind: str, recovery: bool = False) -> Result:
         return _timed(flow, n, sink, epoch_interval=timedelta(seconds=10), recovery_config=RecoveryConfig(d))
 
 
-for keys in (100, 1_000, 10_000, 1_000_000):
-    base = f"bytewax_tumbling_count_{keys}_keys" if keys in (100, 10_000) else None
-    case(f"tumbling_count_{keys}_keys", f"our window(), tumbling 1 min count, 1,000,000 events, {keys:,} keys",
-         baseline=base, n=1_000_000, keys=keys, kind="tumbling")(_ours)
-    base = f"bytewax_sessions_{keys}_keys" if keys in (100, 10_000) else None
-    case(f"dynamic_sessions_{keys}_keys", f"our window(), dynamic-gap sessions count, 1,000,000 events, {keys:,} keys",
-         baseline=base, n=1_000_000, keys=keys, kind="sessions")(_ours)
-case("sliding_1h_5m_10000_keys", "our window(), sliding 1 h / 5 min count, 1,000,000 events, 10,000 keys",
-     n=1_000_000, keys=10_000, kind="sliding")(_ours)
+OURS = {
+    "tumbling": ("tumbling_count", "tumbling 1 min count", "bytewax_tumbling_count"),
+    "sessions": ("dynamic_sessions", "dynamic-gap sessions count", "bytewax_sessions"),
+    "sliding": ("sliding_1h_5m", "sliding 1 h / 5 min count", "bytewax_sliding"),
+}
+for kind, (name, label, builtin) in OURS.items():
+    for keys in (100, 1_000, 10_000, 1_000_000):
+        case(f"{name}_{keys}_keys", f"our window(), {label}, 1,000,000 events, {keys:,} keys",
+             baseline=f"{builtin}_{keys}_keys" if keys in BUILTIN_KEYS else None,
+             n=1_000_000, keys=keys, kind=kind)(_ours)
 case("dynamic_sessions_10000_keys_recovery", "as dynamic_sessions_10000_keys with recovery on, epoch (-s) 10 s",
      baseline="dynamic_sessions_10000_keys", n=1_000_000, keys=10_000, kind="sessions", recovery=True)(_ours)
 
