@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from datetime import datetime, timedelta, timezone
 from operator import attrgetter, itemgetter
@@ -138,6 +139,39 @@ for kind, (name, label, builtin) in OURS.items():
              n=1_000_000, keys=keys, kind=kind)(_ours)
 case("dynamic_sessions_10000_keys_recovery", "as dynamic_sessions_10000_keys with recovery on, epoch (-s) 10 s",
      baseline="dynamic_sessions_10000_keys", n=1_000_000, keys=10_000, kind="sessions", recovery=True)(_ours)
+
+
+def _session_floor(n: int, keys: int) -> Result:
+    """The least Python work any session operator does on these events, as a
+    limit to compare with: per event one dict lookup and one store, per
+    session one timer, one lookup, one result tuple and one delete; a fixed
+    10-minute gap, no watermark, no Bytewax, results kept in a list."""
+    items = keyed_events(n, keys)
+    gc.freeze()  # the input is not the loop's to collect
+    started = time.perf_counter()
+    state: dict[str, tuple[int, int, int]] = {}
+    timers: list[tuple[int, str]] = []
+    results = []
+    for key, ts, _, _ in items:
+        session = state.get(key)
+        if session is None:
+            state[key] = (ts, ts + 10 * MINUTE, 1)
+            timers.append((ts + 10 * MINUTE, key))
+        else:
+            state[key] = (session[0], ts + 10 * MINUTE, session[2] + 1)
+    for _, key in timers:
+        session = state.pop(key, None)
+        if session is not None:
+            results.append((key, *session))
+    seconds = time.perf_counter() - started
+    gc.unfreeze()
+    return {"events": n, "seconds": seconds, "x_outputs": len(results)}
+
+
+for keys in (1_000, 1_000_000):
+    case(f"python_floor_sessions_{keys}_keys", "a bare Python loop doing the dict work of sessions (no operator, "
+         f"no Bytewax), 1,000,000 events, {keys:,} keys",
+         baseline=f"dynamic_sessions_{keys}_keys", n=1_000_000, keys=keys)(_session_floor)
 
 
 def _interval_join(keys: int) -> Result:
