@@ -15,6 +15,8 @@ Registered cases (`python -m benchmarks.run kafka_`):
   with its send time, latency until the output is visible to a
   `read_committed` reader (`x_p50_ms`, `x_p99_ms`); `kafka_raw_latency_*`
   times the broker alone under the same load.
+- `kafka_floor_{json_loads,record_decoder}`: decoding the same input values
+  without Kafka or Bytewax, a limit for the flow's share of raw consume.
 - `kafka_session_analytics_3p_{1_worker,2_workers,2_processes}`: one worker
   against two threads (`-w 2`) and two processes (`-i/-a`).
 - `kafka_session_analytics_resume_{10k,100k,1m}_keys`: time for a resumed
@@ -181,6 +183,32 @@ case("kafka_session_analytics_at_least_once_3p",
 case("kafka_session_analytics_at_least_once_3p_recovery",
      "as _3p with recovery on, 1 s epochs (-s 1)",
      baseline="kafka_session_analytics_at_least_once_3p", n=500_000, partitions=3, recovery=True)(session_analytics)
+
+
+def decoding_floor(n: int, whole: bool) -> Result:
+    """Decoding alone, no Kafka, no Bytewax: the stdlib `json.loads` of each
+    of the session analytics input values, or (`whole`) the flows' record
+    decoder, which also checks the JSON, upcasts and builds the `Event`. A
+    limit for the flow's share of the raw consume rate."""
+    from eventio.decoding import record_decoder
+
+    values = [value for _, value in session_records(n)]
+    decode = record_decoder("json")
+    loads = json.loads
+    started = time.perf_counter()
+    if whole:
+        for offset, value in enumerate(values):
+            decode(value, None, "in", 0, offset)
+    else:
+        for value in values:
+            loads(value)
+    return {"events": n, "seconds": time.perf_counter() - started}
+
+
+case("kafka_floor_json_loads", "json.loads of the 500,000 session analytics input values, no Kafka, no Bytewax",
+     baseline="kafka_raw_consume", n=500_000, whole=False)(decoding_floor)
+case("kafka_floor_record_decoder", "the flows' record decoder (JSON, upcast, Event) on the same values, no Kafka, no Bytewax",
+     baseline="kafka_raw_consume", n=500_000, whole=True)(decoding_floor)
 
 
 # --- 2. exactly-once flow: transactional vs plain output ---------------------
