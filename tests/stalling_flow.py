@@ -4,10 +4,10 @@ and `flows.exactly_once` built with it (`tests.stalling_flow:stalling_flow()`).
 `StallingProducer` wraps a producer: once a transaction's records are
 flushed to the log, before its offsets and commit, it calls `on_stall` with
 the number of records the transaction holds. As a flow target, every
-writer's producer in the process is wrapped so that the process stops itself (SIGSTOP) the
-first time a transaction with records gets there after the file named by
-`STALL_TRIGGER` appears. A test then holds the flow inside a transaction
-without racing it.
+writer's producer in the process is wrapped so that the process stops
+itself (SIGSTOP) the first time a transaction with records gets there after
+the file named by `STALL_TRIGGER` appears. A test then holds the flow
+inside a transaction without racing it.
 """
 
 from __future__ import annotations
