@@ -109,6 +109,21 @@ class ChannelWatermarks:
             return self.current
         return self._recompute(now_ms)
 
+    def cap(self, channel: Hashable) -> Optional[int]:
+        """While `channel` alone advances, the operator watermark is
+        `min(its watermark, cap)`: the minimum over the other channels
+        (`MAX_WATERMARK` if there are none). None when that does not hold,
+        because the channel is new, channels are still to report or idleness
+        is judged: then every advance goes through `update`. Lets a caller
+        with a run of one channel's watermarks call `update` once, for the
+        last of them."""
+        channels = self.channels
+        if self.idle_timeout_ms is not None or channel not in channels or len(channels) < self.expected:
+            return None
+        if len(channels) == 1:
+            return MAX_WATERMARK
+        return min(wm for ch, wm in channels.items() if ch != channel)
+
     def on_processing_time(self, now_ms: int) -> int:
         """Re-evaluate idleness at processing time `now_ms`."""
         return self._recompute(now_ms)
