@@ -9,9 +9,10 @@ original bytes as key and value and the provenance in headers.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any, Optional
+
+from eventio import strict_json
 
 HEADER_PREFIX = "dlq."
 
@@ -50,7 +51,7 @@ class DeadLetter:
             ("error.class", self.error_class),
             ("error.message", self.message),
         ]
-        return [(HEADER_PREFIX + k, v.encode()) for k, v in pairs]
+        return [(HEADER_PREFIX + k, v.encode("utf-8", "backslashreplace")) for k, v in pairs]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: readable payload text plus exact base64 bytes."""
@@ -65,5 +66,17 @@ class DeadLetter:
             "key_b64": None if self.key is None else base64.b64encode(self.key).decode(),
         }
 
+    def to_json_bytes(self) -> bytes:
+        """The JSON form as UTF-8; never fails: text strict JSON cannot hold
+        (a lone surrogate in a reason) is written with its escape spelled out."""
+        try:
+            return strict_json.encode(self.to_dict())
+        except strict_json.UnencodableError:
+            return strict_json.encode({k: _printable(v) for k, v in self.to_dict().items()})
+
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        return self.to_json_bytes().decode("utf-8")
+
+
+def _printable(v: Any) -> Any:
+    return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v

@@ -14,34 +14,33 @@ instead of dead-lettering every valid record during the outage.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Union
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+import msgspec
 
-from eventio.avro import (
-    AvroDeserializer,
-    AvroSchema,
-    AvroSerializer,
-    Compatibility,
-    RegistryUnavailableError,
-    Retry,
-    SubjectStrategy,
-    registry_client,
-)
+from eventio import strict_json
 from eventio.deadletter import DeadLetter
 from eventio.event import Event, EventError
+from eventio.strict_json import InvalidJsonError
 from eventio.upcasting import upcast
+
+if TYPE_CHECKING:  # the registry client and Avro code load only for Avro formats
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    from eventio.avro import AvroDeserializer, AvroSchema, AvroSerializer, Compatibility, Retry, SubjectStrategy
 
 MAX_MESSAGE_BYTES = 1_048_576
 ValueFormat = Literal["json", "avro", "auto"]
 Decoded = Union[Event, DeadLetter]
 DeadLetterHook = Callable[[str], None]
-Decoder = Callable[[Optional[bytes], Optional[bytes], str, Optional[int], Optional[int]], Decoded]
-"""`decode(value, key, source, partition, offset)`, see `record_decoder`."""
+Decoder = Callable[..., Decoded]
+"""`decode(value, key, source, partition, offset, channel=None)`, such as a `RecordDecoder`."""
+
+__all__ = ["InvalidJsonError", "MAX_MESSAGE_BYTES", "SerdeConfig", "decode_record", "parse_json", "read_json",
+           "record_decoder"]
 
 
 class NullValueError(EventError):
@@ -52,46 +51,83 @@ class OversizeMessageError(EventError):
     """A value larger than the configured limit."""
 
 
-class InvalidJsonError(EventError):
-    """A value that is not UTF-8 JSON."""
-
-
 def no_dead_letter_hook(reason: str) -> None:
     """The default `on_dead_letter`: count nothing."""
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+parse_json = strict_json.parse
+_typed = msgspec.json.Decoder(Event).decode
+_TypedRefusal = msgspec.DecodeError
 
 
-_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
-"""One decoder for every value: `json.loads` with options builds a new one per call."""
-_raw_decode = _STRICT_JSON.raw_decode
-
-
-def parse_json(value: bytes) -> Any:
-    """Strict UTF-8 JSON (no NaN or Infinity); `InvalidJsonError` if not.
-    A document without surrounding whitespace, the usual record, skips
-    `JSONDecoder.decode`'s two whitespace scans."""
+def read_json(value: bytes) -> Event:
+    """The event in a JSON value, upcast to the current version. The typed
+    decoder builds it in C when the record holds only current fields of the
+    right types; anything else (unknown fields, ISO timestamps, an older
+    version, bad input) takes the general path, which gives the same event
+    or says why there is none."""
     try:
-        text = (value if value.__class__ is bytes else bytes(value)).decode("utf-8")
-    except UnicodeDecodeError as ex:
-        raise InvalidJsonError(f"value is not UTF-8: {ex}") from ex
-    try:
+        return _typed(value)
+    except _TypedRefusal:
+        return Event.from_dict(upcast(parse_json(value)))
+
+
+class RecordDecoder:
+    """Record bytes to an `Event` or a `DeadLetter`; see `record_decoder`."""
+
+    def __init__(self, read: Callable[[bytes], Event], unavailable: Any, max_bytes: int,
+                 on_dead_letter: DeadLetterHook, typed_first: bool) -> None:
+        self._read = read
+        self._unavailable = unavailable
+        self._max_bytes = max_bytes
+        self._on_dead_letter = on_dead_letter
+        self._typed_first = typed_first
+
+    def __call__(self, value: Optional[bytes], key: Optional[bytes], source: str, partition: Optional[int],
+                 offset: Optional[int], channel: Optional[str] = None) -> Decoded:
+        """The event in `value`, its `channel` set (by default
+        `"{source}:{partition}"` for a partitioned source), or a dead letter
+        saying why there is none, with the record's provenance."""
         try:
-            obj, end = _raw_decode(text)
-        except ValueError:
-            return _STRICT_JSON.decode(text)  # leading whitespace, or the error message
-        if end != len(text):
-            return _STRICT_JSON.decode(text)  # trailing whitespace, or extra data
-        return obj
-    except (ValueError, RecursionError) as ex:
-        raise InvalidJsonError(f"invalid JSON: {ex}") from ex
+            if value is None:
+                raise NullValueError("record has no value (tombstone)")
+            if len(value) > self._max_bytes:
+                raise OversizeMessageError(f"value of {len(value)} bytes exceeds the {self._max_bytes}-byte limit")
+            event = self._read(value)
+        except self._unavailable:
+            raise
+        except Exception as ex:  # noqa: BLE001 - bad input of any kind becomes a dead letter
+            dead = DeadLetter.of(ex, source=source, value=value, key=key, partition=partition, offset=offset)
+            self._on_dead_letter(dead.error_class)
+            return dead
+        if channel is not None:
+            event.channel = channel
+        elif partition is not None:
+            event.channel = f"{source}:{partition}"
+        return event
 
-
-def read_json(value: bytes) -> Any:
-    """A JSON value upcast to the current event version."""
-    return upcast(parse_json(value))
+    def lines(self, lines: list[bytes], path: str, first: int) -> list[Decoded]:
+        """The lines of file `path`, the first one number `first`, each
+        decoded as by `decode(line, None, path, None, number, path)`. JSON
+        lines are tried with the typed decoder here, without a call per line
+        (a trailing `\\r` is JSON whitespace to it); the rest, and any line
+        it refuses, take the general path with the `\\r` cut off."""
+        out: list[Decoded] = []
+        append = out.append
+        typed = _typed if self._typed_first else None
+        limit = self._max_bytes
+        for number, line in enumerate(lines, first):
+            if typed is not None and len(line) <= limit:
+                try:
+                    event = typed(line)
+                except _TypedRefusal:
+                    pass
+                else:
+                    event.channel = path
+                    append(event)
+                    continue
+            append(self(line[:-1] if line[-1:] == b"\r" else line, None, path, None, number, path))
+        return out
 
 
 def record_decoder(
@@ -99,49 +135,40 @@ def record_decoder(
     deserializer: Optional[AvroDeserializer] = None,
     max_bytes: int = MAX_MESSAGE_BYTES,
     on_dead_letter: DeadLetterHook = no_dead_letter_hook,
-) -> Decoder:
-    """`decode(value, key, source, partition, offset)`: the event in `value`,
-    or a dead letter saying why there is none; `on_dead_letter(error_class)`
-    is called once per dead letter. It raises only `RegistryUnavailableError`.
-    The format is checked and the reader chosen here, once, rather than per
-    record: this runs for every input event. `ValueError` for a bad `fmt` or
-    an Avro format without a deserializer."""
-    read: Callable[[bytes], Any]
+) -> RecordDecoder:
+    """`decode(value, key, source, partition, offset, channel=None)`: the
+    event in `value` or a dead letter saying why there is none (see
+    `RecordDecoder`); `on_dead_letter(error_class)` is called once per dead
+    letter. It raises only `RegistryUnavailableError`. The format is checked
+    and the reader chosen here, once, rather than per record: this runs for
+    every input event. `ValueError` for a bad `fmt` or an Avro format
+    without a deserializer."""
+    read: Callable[[bytes], Event]
+    unavailable: Any = ()  # the exception that is not bad input: none for JSON
     if fmt == "json":
         read = read_json
     elif fmt not in ("avro", "auto"):
         raise ValueError(f"fmt must be 'json', 'avro' or 'auto', got {fmt!r}")
     elif deserializer is None:
         raise ValueError(f"fmt={fmt!r} needs a deserializer")
-    elif fmt == "avro":
-        read = deserializer.deserialize
     else:
+        from eventio.avro import RegistryUnavailableError
+
+        unavailable = RegistryUnavailableError
         deserialize = deserializer.deserialize
+        if fmt == "avro":
 
-        def read(value: bytes) -> Any:
-            # A topic migrating between formats: Confluent framing starts
-            # with magic byte 0, which no JSON document does.
-            return deserialize(value) if value and value[0] == 0 else read_json(value)
+            def read(value: bytes) -> Event:
+                return Event.from_dict(deserialize(value))
 
-    def decode(value: Optional[bytes], key: Optional[bytes], source: str, partition: Optional[int],
-               offset: Optional[int]) -> Decoded:
-        try:
-            if value is None:
-                raise NullValueError("record has no value (tombstone)")
-            if len(value) > max_bytes:
-                raise OversizeMessageError(f"value of {len(value)} bytes exceeds the {max_bytes}-byte limit")
-            event = Event.from_dict(read(value))
-        except RegistryUnavailableError:
-            raise
-        except Exception as ex:  # noqa: BLE001 - bad input of any kind becomes a dead letter
-            dead = DeadLetter.of(ex, source=source, value=value, key=key, partition=partition, offset=offset)
-            on_dead_letter(dead.error_class)
-            return dead
-        if partition is not None:
-            event.channel = f"{source}:{partition}"
-        return event
+        else:
 
-    return decode
+            def read(value: bytes) -> Event:
+                # A topic migrating between formats: Confluent framing starts
+                # with magic byte 0, which no JSON document does.
+                return Event.from_dict(deserialize(value)) if value and value[0] == 0 else read_json(value)
+
+    return RecordDecoder(read, unavailable, max_bytes, on_dead_letter, typed_first=fmt == "json")
 
 
 def decode_record(
@@ -172,8 +199,8 @@ class SerdeConfig:
 
     value_format: ValueFormat = "json"
     schema_registry_url: Optional[str] = None
-    subject_strategy: SubjectStrategy = SubjectStrategy.TOPIC
-    compatibility: Compatibility = Compatibility.BACKWARD
+    subject_strategy: str = "topic"
+    compatibility: str = "BACKWARD"
     registry_retry_attempts: int = 5
     registry_retry_base_ms: int = 100
 
@@ -182,7 +209,12 @@ class SerdeConfig:
             raise ValueError(f"VALUE_FORMAT must be 'json', 'avro' or 'auto', got {self.value_format!r}")
         if self.value_format in ("avro", "auto") and not self.schema_registry_url:
             raise ValueError("VALUE_FORMAT=avro needs SCHEMA_REGISTRY_URL")
-        self.retry()  # validates the retry settings
+        _choice(SUBJECT_STRATEGIES, self.subject_strategy, "SCHEMA_SUBJECT_STRATEGY")
+        _choice(COMPATIBILITY_LEVELS, self.compatibility, "SCHEMA_COMPATIBILITY")
+        if self.registry_retry_attempts < 1:
+            raise ValueError(f"SCHEMA_REGISTRY_RETRY_ATTEMPTS must be at least 1, got {self.registry_retry_attempts}")
+        if self.registry_retry_base_ms < 0:
+            raise ValueError(f"SCHEMA_REGISTRY_RETRY_BASE_MS must not be negative, got {self.registry_retry_base_ms}")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "SerdeConfig":
@@ -199,9 +231,9 @@ class SerdeConfig:
         if (raw := get("SCHEMA_REGISTRY_URL")) is not None:
             values["schema_registry_url"] = raw
         if (raw := get("SCHEMA_SUBJECT_STRATEGY")) is not None:
-            values["subject_strategy"] = _choice(SubjectStrategy, raw.lower().replace("-", "_"), "SCHEMA_SUBJECT_STRATEGY")
+            values["subject_strategy"] = raw.lower().replace("-", "_")
         if (raw := get("SCHEMA_COMPATIBILITY")) is not None:
-            values["compatibility"] = _choice(Compatibility, raw.upper(), "SCHEMA_COMPATIBILITY")
+            values["compatibility"] = raw.upper()
         for name in ("registry_retry_attempts", "registry_retry_base_ms"):
             var = ("SCHEMA_" + name).upper()
             if (raw := get(var)) is not None:
@@ -212,11 +244,15 @@ class SerdeConfig:
         return cls(**values)
 
     def retry(self, sleep: Callable[[float], None] = time.sleep) -> Retry:
+        from eventio.avro import Retry
+
         return Retry(self.registry_retry_attempts, self.registry_retry_base_ms / 1000, sleep=sleep)
 
     def client(self) -> SchemaRegistryClient:
         if not self.schema_registry_url:
             raise ValueError("no SCHEMA_REGISTRY_URL configured")
+        from eventio.avro import registry_client
+
         return registry_client(self.schema_registry_url)
 
     def decoder(
@@ -226,11 +262,13 @@ class SerdeConfig:
         on_dead_letter: DeadLetterHook = no_dead_letter_hook,
         client: Optional[SchemaRegistryClient] = None,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> Decoder:
+    ) -> RecordDecoder:
         """`record_decoder` for these settings: call it as
-        `decode(value, key, source, partition, offset)`."""
+        `decode(value, key, source, partition, offset, channel=None)`."""
         deserializer = None
         if self.value_format in ("avro", "auto"):
+            from eventio.avro import AvroDeserializer
+
             deserializer = AvroDeserializer(client or self.client(), retry=self.retry(sleep))
         return record_decoder(self.value_format, deserializer, max_bytes, on_dead_letter)
 
@@ -239,18 +277,24 @@ class SerdeConfig:
     ) -> AvroSerializer:
         """A producer-side serializer registering `schema` (default: the current
         user event schema) with this strategy and compatibility level."""
+        from eventio.avro import AvroSerializer, Compatibility, SubjectStrategy
+
         return AvroSerializer(
             client or self.client(),
             schema,
-            strategy=self.subject_strategy,
-            compatibility=self.compatibility,
+            strategy=SubjectStrategy(self.subject_strategy),
+            compatibility=Compatibility(self.compatibility),
             retry=self.retry(),
         )
 
 
-def _choice(enum: Any, raw: str, var: str) -> Any:
-    try:
-        return enum(raw)
-    except ValueError:
-        options = ", ".join(m.value for m in enum)
-        raise ValueError(f"{var} must be one of {options}, got {raw!r}") from None
+SUBJECT_STRATEGIES = ("topic", "record", "topic_record")
+"""`eventio.avro.SubjectStrategy` values, named here so JSON flows need not load Avro."""
+COMPATIBILITY_LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+                        "FULL_TRANSITIVE")
+"""`eventio.avro.Compatibility` values."""
+
+
+def _choice(options: tuple[str, ...], raw: str, var: str) -> None:
+    if raw not in options:
+        raise ValueError(f"{var} must be one of {', '.join(options)}, got {raw!r}")

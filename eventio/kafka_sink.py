@@ -11,11 +11,13 @@ idempotent, so librdkafka's own retries neither reorder nor duplicate.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
+
+if TYPE_CHECKING:
+    from eventio.flowio import Encoded
 
 PRODUCER_DEFAULTS = {
     "enable.idempotence": "true",
@@ -24,12 +26,16 @@ PRODUCER_DEFAULTS = {
 }
 
 
+KafkaRecord = tuple[Optional[bytes], Optional[bytes], Optional[list[tuple[str, bytes]]]]
+"""`(key, value, headers)` of one output record."""
+
+
 class KafkaDeliveryError(RuntimeError):
     """A record was not acknowledged by the broker."""
 
 
-class _CheckedPartition(StatelessSinkPartition[KafkaSinkMessage[Optional[bytes], Optional[bytes]]]):
-    def __init__(self, producer: Producer, topic: Optional[str], flush_timeout_s: float) -> None:
+class _CheckedPartition(StatelessSinkPartition["Encoded[list[KafkaRecord]]"]):
+    def __init__(self, producer: Producer, topic: str, flush_timeout_s: float) -> None:
         self._producer = producer
         self._topic = topic
         self._flush_timeout_s = flush_timeout_s
@@ -39,20 +45,21 @@ class _CheckedPartition(StatelessSinkPartition[KafkaSinkMessage[Optional[bytes],
         if err is not None:
             self._failures.append(f"{msg.topic()}[{msg.partition()}]: {err}")
 
-    def write_batch(self, items: list[KafkaSinkMessage[Optional[bytes], Optional[bytes]]]) -> None:
+    def write_batch(self, items: list[Encoded[list[KafkaRecord]]]) -> None:
         produce = self._producer.produce
         poll = self._producer.poll
-        for msg in items:
-            topic = msg.topic or self._topic
-            if topic is None:
-                raise ValueError(f"no topic to produce {msg!r} to")
-            while True:
-                try:
-                    produce(topic, msg.value, msg.key, headers=msg.headers or None,
-                            on_delivery=self._on_delivery)
-                    break
-                except BufferError:
-                    poll(0.05)
+        topic, on_delivery = self._topic, self._on_delivery
+        for batch in items:
+            for key, value, headers in batch.records:
+                while True:
+                    try:
+                        if headers is None:
+                            produce(topic, value, key, on_delivery=on_delivery)
+                        else:
+                            produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                        break
+                    except BufferError:
+                        poll(0.05)
             poll(0)
         self._settle()
 
@@ -68,10 +75,11 @@ class _CheckedPartition(StatelessSinkPartition[KafkaSinkMessage[Optional[bytes],
         self._settle()
 
 
-class CheckedKafkaSink(DynamicSink[KafkaSinkMessage[Optional[bytes], Optional[bytes]]]):
-    """One idempotent producer per worker; see the module docstring."""
+class CheckedKafkaSink(DynamicSink["Encoded[list[KafkaRecord]]"]):
+    """One idempotent producer per worker writing `Encoded` batches of
+    records to `topic`; see the module docstring."""
 
-    def __init__(self, brokers: list[str], topic: Optional[str], add_config: Optional[dict[str, Any]] = None,
+    def __init__(self, brokers: list[str], topic: str, add_config: Optional[dict[str, Any]] = None,
                  flush_timeout_s: float = 60.0) -> None:
         self._config = {"bootstrap.servers": ",".join(brokers), **PRODUCER_DEFAULTS, **(add_config or {})}
         self._topic = topic

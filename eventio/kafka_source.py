@@ -51,6 +51,7 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
     ) -> None:
         self._topic = topic
         self._partition = partition
+        self._channel = f"{topic}:{partition}"
         self._offset = offset
         self._commit = commit
         self._committed = offset
@@ -70,7 +71,7 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
     def next_batch(self) -> list[Decoded]:
         if self._eof:
             raise StopIteration()
-        decode, topic, partition = self._decode, self._topic, self._partition
+        decode, topic, partition, channel = self._decode, self._topic, self._partition, self._channel
         out: list[Decoded] = []
         append = out.append
         last = None
@@ -78,7 +79,7 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
             error = msg.error()
             if error is None:
                 last = msg.offset()
-                append(decode(msg.value(), msg.key(), topic, partition, last))
+                append(decode(msg.value(), msg.key(), topic, partition, last, channel))
                 continue
             if error.code() == _PARTITION_EOF:
                 self._eof = True  # emit this batch; stop at the next call

@@ -115,9 +115,9 @@ def build(**overrides: Any) -> Dataflow:
         shards=setting("shards", 32, rest),
         clock=clock,
     )
-    write_output("out", op.map("format", batches.down, batch_record(count)), cfg,
+    unencodable = write_output("out", op.map("format", batches.down, batch_record(count)), cfg,
                  key_of=lambda r: r["user_id"])
-    write_dead_letters("dlq", src.errors, cfg)
+    write_dead_letters("dlq", src.errors, cfg, unencodable)
     return flow
 
 

@@ -26,17 +26,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from operator import attrgetter, itemgetter
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 
-from eventio import compact_json, metrics
+from eventio import metrics, strict_json
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
-from eventio.flowio import read_events, write_dead_letters
+from eventio.flowio import UnencodableResultError, read_events, split_dead_letters, write_dead_letters
 from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_output
 
 Stats = tuple[int, float, int]
@@ -62,10 +62,15 @@ def running_stats(state: Optional[Stats], event: Event) -> tuple[Stats, dict[str
     return (count, total, valued), out
 
 
-def _result_message(item: tuple[str, dict[str, Any]]) -> tuple[str, KafkaSinkMessage[bytes, bytes]]:
+def _result_message(item: tuple[str, dict[str, Any]]) -> Union[tuple[str, KafkaSinkMessage[bytes, bytes]], DeadLetter]:
+    """The Kafka message of a result, or the dead letter of one that strict
+    JSON cannot hold (a running average that overflowed)."""
     user, out = item
-    value = compact_json.dumps(out).encode()
-    return user, KafkaSinkMessage(user.encode(), value)
+    try:
+        return user, KafkaSinkMessage(user.encode(), strict_json.encode(out))
+    except strict_json.UnencodableError as ex:
+        return DeadLetter.of(UnencodableResultError(f"output 'out': {ex}"), source="output:out",
+                             value=strict_json.loose(out).encode(), key=user.encode())
 
 
 def _dead_letter_message(topic: str, letter: DeadLetter) -> tuple[str, KafkaSinkMessage[Optional[bytes], Optional[bytes]]]:
@@ -91,11 +96,12 @@ def build(**overrides: Any) -> Dataflow:
     src = read_events(flow, "read", cfg)
     by_user = op.key_on("by_user", src.events, attrgetter("user_id"))
     stats = op.stateful_map("running_stats", by_user, running_stats)
-    messages = op.map("encode", stats, _result_message)
+    messages, unencodable = split_dead_letters("encoded", op.map("encode", stats, _result_message))
     if cfg.error_output_path:
-        write_dead_letters("dlq", src.errors, cfg)
+        write_dead_letters("dlq", src.errors, cfg, unencodable)
     else:
-        dead = op.map("dlq_encode", src.errors, lambda d: _dead_letter_message(cfg.dlq_topic, d))
+        errors = op.merge("all_errors", src.errors, unencodable)
+        dead = op.map("dlq_encode", errors, lambda d: _dead_letter_message(cfg.dlq_topic, d))
         messages = op.merge("with_dead_letters", messages, dead)
     if guarantee == "at_least_once":
         plain = KafkaSink(cfg.brokers, cfg.output_topic, add_config={"linger.ms": "5"})

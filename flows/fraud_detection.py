@@ -84,7 +84,7 @@ def alert(user: str, match: Match) -> dict[str, Any]:
 def _failed_condition(item: tuple[str, Any, str]) -> DeadLetter:
     user, element, message = item
     event = element[0] if isinstance(element, tuple) else element
-    return DeadLetter(event.channel or "?", None, None, user.encode(), event.to_json().encode(),
+    return DeadLetter(event.channel or "?", None, None, user.encode(), event.to_json_bytes(),
                       "ConditionError", message)
 
 
@@ -111,10 +111,11 @@ def build(**overrides: Any) -> Dataflow:
         expected_channels=src.channels,
         shards=setting("shards", 32, rest),
     )
-    write_output("out", op.map("alerts", found.down, lambda kv: kv[1]), cfg, key_of=lambda a: a["user_id"])
-    write_late("late", op.map("late_events", found.late, lambda kv: kv[1]), cfg)
-    errors = op.merge("all_errors", src.errors, op.map("failed", found.errors, _failed_condition))
-    write_dead_letters("dlq", errors, cfg)
+    unencodable = [
+        write_output("out", op.map("alerts", found.down, lambda kv: kv[1]), cfg, key_of=lambda a: a["user_id"]),
+        write_late("late", op.map("late_events", found.late, lambda kv: kv[1]), cfg),
+    ]
+    write_dead_letters("dlq", src.errors, cfg, op.map("failed", found.errors, _failed_condition), *unencodable)
     return flow
 
 

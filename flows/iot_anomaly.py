@@ -180,9 +180,11 @@ def build(**overrides: Any) -> Dataflow:
         shards=shards,
         clock=clock,
     )
-    write_output("out", op.map("alerts", alerts["down"], lambda kv: kv[1]), cfg, key_of=lambda r: r["device_id"])
-    write_late("late", op.map("late_events", minutes.late, lambda kv: kv[1]), cfg)
-    write_dead_letters("dlq", src.errors, cfg)
+    unencodable = [
+        write_output("out", op.map("alerts", alerts["down"], lambda kv: kv[1]), cfg, key_of=lambda r: r["device_id"]),
+        write_late("late", op.map("late_events", minutes.late, lambda kv: kv[1]), cfg),
+    ]
+    write_dead_letters("dlq", src.errors, cfg, *unencodable)
     return flow
 
 

@@ -254,9 +254,11 @@ def build(**overrides: Any) -> Dataflow:
         expected_channels=(1, src.channels),
         shards=shards,
     )
-    write_output("out", op.map("score", enriched.down, scored_record(model)), cfg, key_of=lambda r: r["user_id"])
-    write_late("late", op.map("late_events", activity.late, lambda kv: kv[1]), cfg)
-    write_dead_letters("dlq", src.errors, cfg)
+    unencodable = [
+        write_output("out", op.map("score", enriched.down, scored_record(model)), cfg, key_of=lambda r: r["user_id"]),
+        write_late("late", op.map("late_events", activity.late, lambda kv: kv[1]), cfg),
+    ]
+    write_dead_letters("dlq", src.errors, cfg, *unencodable)
     return flow
 
 

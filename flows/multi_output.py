@@ -151,15 +151,15 @@ def build(**overrides: Any) -> Dataflow:
     checked = op.branch("valid", op.map("validate", src.events, validator.check), lambda x: x.__class__ is Event)
     valid = checked.trues
 
-    write_output("out", op.map("enrich", valid, validator.enriched), cfg, key_of=lambda r: r["user_id"])
-    write_json("audit", op.filter_map("audited", valid, validator.audit), cfg,
+    unencodable = [write_output("out", op.map("enrich", valid, validator.enriched), cfg, key_of=lambda r: r["user_id"])]
+    unencodable += [write_json("audit", op.filter_map("audited", valid, validator.audit), cfg,
                path=cfg.side_output_path(setting("audit_path", "", rest), "audit"), topic=setting("audit_topic", "audit", rest),
-               key_of=lambda r: r["user_id"])
+               key_of=lambda r: r["user_id"])]
     errors = op.merge("errors", op.map("invalid", checked.falses, invalid_record),
                       op.map("undecodable", src.errors, dead_letter_record))
-    write_json("errors_out", errors, cfg, path=cfg.side_output_path(setting("errors_path", "", rest), "errors"),
-               topic=setting("errors_topic", "errors", rest),
-               key_of=lambda r: r["event"]["user_id"] if "event" in r else None)
+    unencodable += [write_json("errors_out", errors, cfg, path=cfg.side_output_path(setting("errors_path", "", rest), "errors"),
+                               topic=setting("errors_topic", "errors", rest),
+                               key_of=lambda r: r["event"]["user_id"] if "event" in r else None)]
 
     counts = window(
         "per_minute",
@@ -173,11 +173,13 @@ def build(**overrides: Any) -> Dataflow:
         expected_channels=src.channels,
         shards=setting("shards", 32, rest),
     )
-    write_json("metrics_out", op.map("metrics", counts.down, metrics_record), cfg,
-               path=cfg.side_output_path(setting("metrics_output_path", "", rest), "metrics"),
-               topic=setting("metrics_topic", "metrics", rest), key_of=lambda r: r["event_type"])
-    write_late("late", op.map("late_events", counts.late, lambda kv: kv[1]), cfg)
-    write_dead_letters("dlq", src.errors, cfg)
+    unencodable += [
+        write_json("metrics_out", op.map("metrics", counts.down, metrics_record), cfg,
+                   path=cfg.side_output_path(setting("metrics_output_path", "", rest), "metrics"),
+                   topic=setting("metrics_topic", "metrics", rest), key_of=lambda r: r["event_type"]),
+        write_late("late", op.map("late_events", counts.late, lambda kv: kv[1]), cfg),
+    ]
+    write_dead_letters("dlq", src.errors, cfg, *unencodable)
     return flow
 
 

@@ -217,13 +217,16 @@ class TenantLabels:
         child.inc()
 
 
-def _config_line(item: tuple[str, int, bytes]) -> Union[TenantConfig, DeadLetter]:
-    path, n, raw = item
-    raw = raw.rstrip(b"\r\n")
-    try:
-        return parse_tenant_config_json(raw)
-    except TenantConfigError as ex:
-        return DeadLetter.of(ex, source=path, value=raw, offset=n)
+def _config_lines(lines: list[bytes], path: str, first: int) -> list[Union[TenantConfig, DeadLetter]]:
+    """Tenant configuration lines of a file (a `JsonLinesSource` decoder)."""
+    out: list[Union[TenantConfig, DeadLetter]] = []
+    for n, raw in enumerate(lines, first):
+        raw = raw.rstrip(b"\r")
+        try:
+            out.append(parse_tenant_config_json(raw))
+        except TenantConfigError as ex:
+            out.append(DeadLetter.of(ex, source=path, value=raw, offset=n))
+    return out
 
 
 def _config_message(msg: Union[KafkaSourceMessage, KafkaError]) -> Union[TenantConfig, DeadLetter]:
@@ -248,8 +251,7 @@ def tenant_configs(
         raw = op.input("config_kafka", flow, kafka_source(earliest, [topic]))
         parsed = op.map("config_parse", raw, _config_message)
     else:
-        raw_lines = op.input("config_file", flow, JsonLinesSource([path or str(DEFAULTS_PATH)]))
-        parsed = op.map("config_parse", raw_lines, _config_line)
+        parsed = op.input("config_file", flow, JsonLinesSource([path or str(DEFAULTS_PATH)], _config_lines))
     split = op.branch("config_split", parsed, lambda x: isinstance(x, TenantConfig))
     return split.trues, split.falses
 
@@ -294,17 +296,17 @@ def build(**overrides: Any) -> Dataflow:
         labels.count(item[0], RATE_LIMITED)
         return item[1]
 
-    write_output("out", op.map("accepted", gated.down, accepted), cfg, key_of=lambda r: r["tenant_id"])
-    write_json(
+    unencodable = [write_output("out", op.map("accepted", gated.down, accepted), cfg, key_of=lambda r: r["tenant_id"])]
+    unencodable.append(write_json(
         "rate_limited",
         op.map("limited", gated.side[RATE_LIMITED], limited),
         cfg,
         path=cfg.side_output_path(setting("rate_limited_path", "", rest), "rate_limited"),
         topic=setting("rate_limited_topic", "rate-limited", rest),
         key_of=attrgetter("tenant_id"),
-    )
+    ))
     op.inspect("dropped", gated.side[DROPPED], lambda _step, item: labels.count(item[0], DROPPED))
-    write_dead_letters("dlq", op.merge("all_errors", src.errors, config_errors), cfg)
+    write_dead_letters("dlq", src.errors, cfg, config_errors, *unencodable)
     return flow
 
 

@@ -73,9 +73,11 @@ def build(**overrides: Any) -> Dataflow:
         expected_channels=(actions.channels, purchases.channels),
         shards=setting("shards", 32, rest),
     )
-    write_output("out", op.map("pairs", joined.down, lambda kv: kv[1]), cfg, key_of=lambda r: r["user_id"])
-    write_late("late", op.map("late_events", joined.late, lambda kv: kv[1][1]), cfg)
-    write_dead_letters("dlq", op.merge("all_errors", actions.errors, purchases.errors), cfg)
+    unencodable = [
+        write_output("out", op.map("pairs", joined.down, lambda kv: kv[1]), cfg, key_of=lambda r: r["user_id"]),
+        write_late("late", op.map("late_events", joined.late, lambda kv: kv[1][1]), cfg),
+    ]
+    write_dead_letters("dlq", actions.errors, cfg, purchases.errors, *unencodable)
     return flow
 
 

@@ -122,9 +122,11 @@ def build(**overrides: Any) -> Dataflow:
         idle_timeout_ms=idle or None,
         shards=setting("shards", 32, rest),
     )
-    write_output("out", op.map("format", quarters.down, quarter_record(tz)), cfg, key_of=lambda r: r["region"])
-    write_late("late", op.map("late_events", quarters.late, lambda kv: kv[1]), cfg)
-    write_dead_letters("dlq", src.errors, cfg)
+    unencodable = [
+        write_output("out", op.map("format", quarters.down, quarter_record(tz)), cfg, key_of=lambda r: r["region"]),
+        write_late("late", op.map("late_events", quarters.late, lambda kv: kv[1]), cfg),
+    ]
+    write_dead_letters("dlq", src.errors, cfg, *unencodable)
     return flow
 
 

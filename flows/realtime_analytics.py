@@ -101,9 +101,9 @@ def build(**overrides: Any) -> Dataflow:
         expected_channels=src.channels,
         shards=setting("shards", 32, rest),
     )
-    write_output("out", op.map("format", windows.down, window_record), cfg, key_of=lambda r: r["category"])
+    unencodable = [write_output("out", op.map("format", windows.down, window_record), cfg, key_of=lambda r: r["category"])]
     late = op.map("late_events", windows.late, lambda kv: kv[1])
-    write_late("late", late, cfg)
+    unencodable.append(write_late("late", late, cfg))
 
     summary = window(
         "late_summary",
@@ -115,15 +115,15 @@ def build(**overrides: Any) -> Dataflow:
         watermarks=lambda: BoundedOutOfOrderness(bound),
         clock=clock,
     )
-    write_json(
+    unencodable.append(write_json(
         "summary",
         op.flat_map("summary_records", summary.down, summary_records(threshold)),
         cfg,
         path=cfg.side_output_path(setting("late_summary_path", "", rest), "late_summary"),
         topic=setting("late_summary_topic", "late-summary", rest),
         key_of=lambda r: r["category"],
-    )
-    write_dead_letters("dlq", src.errors, cfg)
+    ))
+    write_dead_letters("dlq", src.errors, cfg, *unencodable)
     return flow
 
 

@@ -87,7 +87,7 @@ def session_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
 def unusable_gap(item: tuple[str, tuple[Event, str]]) -> DeadLetter:
     """A dead letter for an event whose session gap could not be computed."""
     user, (event, reason) = item
-    return DeadLetter(event.channel or "?", None, None, user.encode(), event.to_json().encode(),
+    return DeadLetter(event.channel or "?", None, None, user.encode(), event.to_json_bytes(),
                       "InvalidElement", reason)
 
 
@@ -117,9 +117,11 @@ def build(**overrides: Any) -> Dataflow:
         idle_timeout_ms=idle or None,
         shards=setting("shards", 32, rest),
     )
-    write_output("out", op.map("format", sessions.down, session_record), cfg, key_of=lambda r: r["user_id"])
-    write_late("late", op.map("late_events", sessions.late, lambda kv: kv[1]), cfg)
-    write_dead_letters("dlq", op.merge("all_errors", src.errors, op.map("bad_gap", sessions.invalid, unusable_gap)), cfg)
+    unencodable = [
+        write_output("out", op.map("format", sessions.down, session_record), cfg, key_of=lambda r: r["user_id"]),
+        write_late("late", op.map("late_events", sessions.late, lambda kv: kv[1]), cfg),
+    ]
+    write_dead_letters("dlq", src.errors, cfg, op.map("bad_gap", sessions.invalid, unusable_gap), *unencodable)
     return flow
 
 
