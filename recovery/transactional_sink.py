@@ -93,6 +93,8 @@ class KafkaTransactionalWriter:
         # Fences any zombie with this id and aborts (or completes) its open
         # transaction before we read the recorded progress.
         self._producer.init_transactions(timeout_s)
+        for outcome in metrics.TRANSACTION_OUTCOMES:
+            metrics.TRANSACTIONS.labels(outcome)  # series at 0, so alerts see the first change
         self._group = Consumer(
             {
                 "bootstrap.servers": bootstrap,

@@ -33,6 +33,8 @@ import eventio.metrics  # noqa: F401  (registers the stream_* metrics)
 from eventio.config import IOConfig
 from prometheus_client import REGISTRY
 
+eventio.metrics.tenant_events()  # registered by the multi_tenant flow only
+
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy/k8s"
 WAXCTL = ROOT / "deploy/waxctl"
@@ -220,14 +222,17 @@ def test_alert_rules_are_well_formed() -> None:
     names = [a["alert"] for a in alerts]
     assert len(names) == len(set(names))
     for alert in alerts:
-        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, alert["alert"]
         assert alert["expr"].strip()
-        assert re.fullmatch(r"\d+[smh]", alert.get("for", "0s"))
+        assert re.fullmatch(r"\d+[smh]", alert["for"])
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}
-        assert {"summary", "description"} <= set(alert["annotations"])
+        assert set(alert["annotations"]) == {"summary", "description", "runbook"}
+        assert all(text.strip() for text in alert["annotations"].values())
+        assert alert["alert"] in (ROOT / "deploy/README.md").read_text(), f"{alert['alert']}: no runbook entry"
     covered = " ".join(a["expr"] for a in alerts)
-    for metric in ("bytewax_kafka_consumer_lag", "stream_watermark_lag_seconds",
-                   "stream_dead_letters_total", "stream_kafka_transactions_total",
+    for metric in ("bytewax_kafka_consumer_lag", "stream_watermark_timestamp_seconds",
+                   "stream_watermark_lag_seconds", "stream_records_out_total", "stream_dead_letters_total",
+                   "stream_kafka_records_read_total", "stream_kafka_transactions_total",
                    "process_start_time_seconds"):
         assert metric in covered, f"no alert on {metric}"
 
@@ -319,6 +324,38 @@ def test_dashboard_shows_every_stream_metric() -> None:
     missing = {f for f in families if not any(s == f or s.startswith(f + "_") for s in shown)}
     assert not missing, f"metrics without a panel: {sorted(missing)}"
     assert "bytewax_kafka_consumer_lag" in shown
+
+
+def expected_unit(expr: str) -> str:
+    """The Grafana unit a panel query's values have, from the metrics it reads
+    (Prometheus names carry their unit) and what it does with them."""
+    names = metric_names(expr)
+    if "/" in re.sub(r'"[^"]*"', "", expr):  # a ratio of two rates
+        numerator = metric_names(expr.split(" / ")[0])
+        return "s" if all(n.endswith("_seconds_total") for n in numerator) else "percentunit"
+    if "deriv(" in expr and all(n.endswith("_timestamp_seconds") for n in names):
+        return "suffix:x"  # event-time seconds per second
+    if expr.startswith(("count", "changes")):
+        return "short"
+    if "rate(" in expr and "histogram_quantile" not in expr:
+        return "percentunit" if all(n.endswith("_seconds_total") for n in names) else "ops"
+    if all(n.endswith("_bytes") for n in names):
+        return "bytes"
+    if all(n.endswith(("_seconds", "_seconds_bucket")) for n in names):
+        return "s"
+    return "short"
+
+
+def test_dashboard_units_fit_the_queries() -> None:
+    """CPU seconds per second are a share of a core, not a count ("short")."""
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            continue
+        units = {expected_unit(t["expr"]) for t in panel["targets"]}
+        assert len(units) == 1, f"{panel['title']}: queries of different units {units}"
+        assert panel["fieldConfig"]["defaults"]["unit"] == units.pop(), panel["title"]
+    (cpu,) = [p for p in dashboard()["panels"] if p["title"] == "CPU"]
+    assert cpu["fieldConfig"]["defaults"]["unit"] == "percentunit"
 
 
 def test_dashboard_is_well_formed() -> None:
