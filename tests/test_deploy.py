@@ -50,7 +50,7 @@ KNOWN_FLOWS = {
 ENTRYPOINT_KEYS = {
     "FLOW", "PROCESSES", "WORKERS_PER_PROCESS", "CLUSTER_PORT", "CLUSTER_DOMAIN",
     "SERVICE_NAME", "ADDRESSES_FILE", "RECOVERY_DIR", "RECOVERY_PARTS",
-    "RECOVERY_PROCESSES", "SNAPSHOT_SECONDS", "BACKUP_SECONDS",
+    "RECOVERY_PROCESSES", "SNAPSHOT_SECONDS", "BACKUP_SECONDS", "TRANSACTIONAL_ID_PREFIX",
 }
 IO_KEYS = {f.name.upper() for f in fields(IOConfig)}
 # Series Prometheus makes for every target itself.
@@ -427,9 +427,19 @@ WAXCTL_BOOLEAN_FLAGS = {"--create-namespace", "--dry-run", "--job-mode", "--keep
                         "--recovery-single-volume", "--yes", "--debug", "-h", "--help"}
 
 
-def waxctl_command(overlay: str) -> tuple[list[str], dict[str, list[str]]]:
+def test_deploy_script_without_arguments_prints_its_usage() -> None:
+    out = subprocess.run(["bash", str(WAXCTL / "deploy.sh")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    first, second = out.stderr.splitlines()
+    assert first.startswith("usage: ") and "deploy.sh OVERLAY [waxctl flags...]" in first
+    assert second == "overlays: " + " ".join(OVERLAYS)
+    helped = subprocess.run(["bash", str(WAXCTL / "deploy.sh"), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout == out.stderr
+
+
+def waxctl_command(overlay: str, namespace: str = "streams") -> tuple[list[str], dict[str, list[str]]]:
     env = dict(os.environ, DRY_PRINT="1", IMAGE="registry.example.com:5000/flinkish-bytewax:1.2.3",
-               NAMESPACE="streams")
+               NAMESPACE=namespace)
     out = subprocess.run(["bash", str(WAXCTL / "deploy.sh"), overlay, "--yes"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -467,7 +477,11 @@ def test_waxctl_deploys_what_the_manifests_deploy(overlay: str) -> None:
     chart_owned = {"PROCESSES", "WORKERS_PER_PROCESS", "CLUSTER_PORT"}
     expected = {k: v for k, v in env.items()
                 if k not in chart_owned and not k.startswith(("RECOVERY_", "BYTEWAX_DATAFLOW_API_"))}
+    # Unique per deployment, as the kustomize entrypoint's NAMESPACE.STATEFULSET.
+    expected["TRANSACTIONAL_ID_PREFIX"] = f"streams.{overlay}"
     assert passed == expected
+    _, elsewhere = waxctl_command(overlay, namespace="staging")
+    assert f"TRANSACTIONAL_ID_PREFIX=staging.{overlay}" in elsewhere["-e"]
 
 
 def test_waxctl_values_match_the_manifests() -> None:
