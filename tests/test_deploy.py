@@ -2,10 +2,12 @@
 
 Every kustomization under deploy/k8s renders with `kubectl kustomize`; every
 object validates against the Kubernetes schemas (Prometheus operator kinds
-are checked structurally here); the cluster settings agree across the
-StatefulSet, its services and the flow's ConfigMap; the Dockerfile passes
-hadolint; the alerts and dashboard query only metrics the code registers;
-the waxctl script deploys the same flow as the manifests.
+are checked structurally here; tests/test_prometheus.py runs the rules and
+the dashboard's queries in a real Prometheus); the cluster settings agree
+across the StatefulSet, its services, its disruption budget and the flow's
+ConfigMap; the Dockerfile passes hadolint; the alerts and dashboard query
+only metrics the code registers, and every panel's unit fits its query; the
+waxctl script deploys the same flow as the manifests.
 """
 
 from __future__ import annotations
@@ -114,7 +116,8 @@ def test_renders_and_validates_against_kubernetes_schemas(path: str) -> None:
 
 def test_default_deployment_is_complete() -> None:
     kinds = {d["kind"] for d in render("deploy/k8s")}
-    assert {"StatefulSet", "Service", "ConfigMap", "ServiceAccount", "PodMonitor", "PrometheusRule"} <= kinds
+    assert {"StatefulSet", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget", "PodMonitor",
+            "PrometheusRule"} <= kinds
     dashboards = [c for c in of_kind(render("deploy/k8s"), "ConfigMap")
                   if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     assert len(dashboards) == 1
@@ -186,6 +189,19 @@ def test_cluster_settings_agree(path: str) -> None:
 
     unknown = {k for k in env if k not in IO_KEYS | ENTRYPOINT_KEYS and not k.startswith("BYTEWAX_")}
     assert not unknown, f"ConfigMap keys nothing reads (typo?): {unknown}"
+
+
+@pytest.mark.parametrize("path", FLOW_KUSTOMIZATIONS)
+def test_disruption_budget_lets_one_pod_go_at_a_time(path: str) -> None:
+    """One lost process stops the whole cluster: voluntary evictions take one
+    pod, and the next only when all are ready again (never 0: drains would hang)."""
+    docs = render(path)
+    sts = one(docs, "StatefulSet")
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
 
 
 # --- Prometheus operator objects -------------------------------------------------
