@@ -1,10 +1,11 @@
-# The two commands: `make demo` and `make test`. Both create .venv on first use.
+# The two commands: `make demo` and `make test`. Both create .venv on first use;
+# `make test` also installs Prometheus (prometheus, promtool) when missing.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install prometheus demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m eventio.demo
 
-test: $(STAMP)
+# The alert-rule and dashboard tests need Prometheus' own programs: Debian's
+# `prometheus` package, installed here with apt when missing (see .ci/install-prometheus).
+prometheus:
+	.ci/install-prometheus
+
+test: $(STAMP) prometheus
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -7,7 +7,8 @@ session analytics flow that was about 15% of the time per event. This source
 lists partitions and keeps its resume state exactly as `KafkaSource` does
 (parts named `"{partition}-{topic}"`, state = next offset), so a recovery
 store written by one resumes with the other, and it keeps Bytewax's
-`bytewax_kafka_consumer_lag` gauge up to date the same way.
+`bytewax_kafka_consumer_lag` gauge up to date the same way; it also counts
+the records it reads (`stream_kafka_records_read_total`, per batch).
 
 With a `commit_group`, each partition also commits its snapshot offset to
 that consumer group at every snapshot (the end of a Bytewax epoch), as
@@ -28,6 +29,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
+from eventio import metrics
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoded, Decoder
 
@@ -59,6 +61,7 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
         self._decode = decode
         self._eof = False
         self._lag = BYTEWAX_CONSUMER_LAG_GAUGE.labels(step_id=step_id, topic=topic, partition=partition)
+        self._records_read = metrics.KAFKA_RECORDS_READ.labels(step_id, topic)
         self._consumer = Consumer({**config, "stats_cb": self._on_stats})
         self._consumer.assign([TopicPartition(topic, partition, offset)])
 
@@ -91,6 +94,8 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
                 last = offset
         if last is not None:
             self._offset = last + 1
+        if out:
+            self._records_read.inc(len(out))
         return out
 
     def snapshot(self) -> int:

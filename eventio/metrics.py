@@ -1,11 +1,15 @@
-"""Prometheus metrics every flow exports, served on `METRICS_PORT`.
+"""Prometheus metrics every flow exports, served on `METRICS_HOST`:`METRICS_PORT`.
 
 Metrics live in prometheus-client's default registry, so Bytewax's own
 endpoint (`BYTEWAX_DATAFLOW_API_ENABLED=true`, port 3030, `/metrics`) serves
-them too, next to Bytewax's built-in metrics. Label values are bounded: step
-ids, ports and reasons (exception class names). Consumer lag per partition is
-Bytewax's own `bytewax_kafka_consumer_lag{step_id,topic,partition}`, registered
-in the same registry by its Kafka source.
+them too, next to Bytewax's built-in metrics. Names follow Prometheus'
+conventions: base units (`_seconds`), `_total` for counters, one meaning per
+name, labels for kinds. Label values are bounded: step ids, ports, topics,
+outcomes and reasons (exception class names). Consumer lag per partition is
+Bytewax's own `bytewax_kafka_consumer_lag{step_id,topic,partition}`,
+registered in the same registry by its Kafka source and kept up to date by
+ours. The README's metrics table lists every one (a test compares it with
+what the endpoint serves).
 """
 
 from __future__ import annotations
@@ -18,89 +22,146 @@ from typing import Optional
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-EVENTS_IN = Counter("stream_events_in", "Events entering a step", ["step"])
-EVENTS_OUT = Counter("stream_events_out", "Records leaving a step, by output port", ["step", "port"])
-LATE_EVENTS = Counter(
-    "stream_late_events", "Events at or behind the operator watermark when they arrived", ["step"]
+EVENTS_IN = Counter("stream_events_in", "Events entering a keyed event-time step", ["step"])
+RECORDS_OUT = Counter(
+    "stream_records_out",
+    'Records a keyed event-time step emitted, by output port (port="late": its late side output)',
+    ["step", "port"],
 )
-VERY_LATE_EVENTS = Counter(
-    "stream_very_late_events", "Events beyond allowed lateness, sent to the late output", ["step"]
+EVENTS_BEHIND_WATERMARK = Counter(
+    "stream_events_behind_watermark",
+    "Events at or behind the step's watermark when they arrived (processed if within the allowed lateness)",
+    ["step"],
 )
-DEAD_LETTERS = Counter("stream_dead_letters", "Input routed to the dead-letter output", ["reason"])
+DEAD_LETTERS = Counter(
+    "stream_dead_letters", "Input records routed to the dead-letter output, by error class", ["reason"]
+)
+KAFKA_RECORDS_READ = Counter(
+    "stream_kafka_records_read", "Records read from Kafka input partitions, decoded or dead-lettered", ["step", "topic"]
+)
+WATERMARK = Gauge(
+    "stream_watermark_timestamp_seconds",
+    "The step's watermark as a Unix time (NaN until known, +Inf after the end of a bounded input)",
+    ["step"],
+)
 WATERMARK_LAG = Gauge(
-    "stream_watermark_lag_seconds", "Processing time minus the operator watermark, when scraped", ["step"]
+    "stream_watermark_lag_seconds", "Wall-clock time minus the step's watermark, when scraped", ["step"]
 )
 EVENT_TIME_LAG = Gauge(
-    "stream_event_time_lag_seconds", "Processing time minus the newest event timestamp, when scraped", ["step"]
+    "stream_event_time_lag_seconds", "Wall-clock time minus the newest event timestamp of a step, when scraped",
+    ["step"],
 )
-WINDOW_FIRINGS = Counter("stream_window_firings", "Window results emitted", ["step", "late"])
-OPEN_STATE = Gauge(
-    "stream_open_state", "Open windows, sessions, buffered elements or partial matches", ["step"]
+WINDOW_FIRINGS = Counter(
+    "stream_window_firings", 'Window results emitted (late="true": re-firings caused by late events)', ["step", "late"]
 )
+STATE_ENTRIES = Gauge("stream_state_entries", "Entries a step holds in its state, by what they are", ["step", "kind"])
 SNAPSHOT_SECONDS = Histogram(
     "stream_snapshot_duration_seconds", "Time to snapshot one shard's state", ["step"],
     buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0),
 )
+PROCESSING_SECONDS = Counter(
+    "stream_processing_seconds", "Wall-clock time a step's shards spent processing batches", ["step"]
+)
 TRANSACTIONS = Counter(
-    "stream_kafka_transactions", "Kafka transactions of transactional sinks", ["outcome"]
+    "stream_kafka_transactions", "Kafka transactions of exactly-once sinks, by outcome", ["outcome"]
 )
-TENANT_EVENTS = Counter(
-    "stream_tenant_events", "Events per tenant by outcome (multi_tenant flow; tenant label bounded)",
-    ["tenant", "outcome"],
-)
-PROCESSING_SECONDS = Histogram(
-    "stream_batch_processing_seconds", "Time to process one batch in a step, per event",
-    ["step"], buckets=(1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1),
-)
+TRANSACTION_OUTCOMES = ("committed", "aborted", "fenced")
+"""`outcome` values of `TRANSACTIONS`: aborted ones are retried, a fenced
+producer stops its flow."""
+
+_tenant_events: Optional[Counter] = None
+_tenant_lock = threading.Lock()
 
 
-class Lag:
-    """Wall-clock time minus an event time, computed when scraped. Steps set
-    `event_time_ms` per batch; while a step is idle or its input stalls the
-    lag keeps growing, which an alert on a stalled watermark needs (a lag set
-    per batch would freeze at its last value). NaN until an event time is
-    set; never below 0 (the end-of-input watermark is in the far future)."""
+def tenant_events() -> Counter:
+    """Events per tenant by outcome, registered on first use so that only the
+    multi_tenant flow serves it."""
+    global _tenant_events
+    with _tenant_lock:
+        if _tenant_events is None:
+            _tenant_events = Counter(
+                "stream_tenant_events", "Events per tenant by outcome (multi_tenant flow; tenant label bounded)",
+                ["tenant", "outcome"],
+            )
+        return _tenant_events
 
-    __slots__ = ("event_time_ms",)
+
+_END_OF_TIME_MS = 2**63 - 1
+"""The end-of-input watermark (`operators.eventtime.MAX_WATERMARK`)."""
+
+
+class EventTime:
+    """An event time a step sets per batch (`ms`, epoch milliseconds), exported
+    as gauges computed when scraped: while a step is idle or its input stalls
+    the lag keeps growing, which an alert on a stalled watermark needs (a lag
+    set per batch would freeze at its last value). NaN until set; the lag is
+    never below 0 and the timestamp is +Inf at the end of input."""
+
+    __slots__ = ("ms",)
 
     def __init__(self) -> None:
-        self.event_time_ms: Optional[int] = None
+        self.ms: Optional[int] = None
 
-    def seconds(self) -> float:
-        event_time_ms = self.event_time_ms
-        if event_time_ms is None:
+    def lag_seconds(self) -> float:
+        ms = self.ms
+        if ms is None:
             return math.nan
-        return max(0.0, time.time() - event_time_ms / 1000)
+        return max(0.0, time.time() - ms / 1000)
+
+    def timestamp_seconds(self) -> float:
+        ms = self.ms
+        if ms is None:
+            return math.nan
+        return math.inf if ms >= _END_OF_TIME_MS else ms / 1000
 
 
-_lags: dict[tuple[Gauge, str], Lag] = {}
-_lags_lock = threading.Lock()
+_event_times: dict[tuple[str, str], EventTime] = {}
+_event_times_lock = threading.Lock()
 
 
-def lag(gauge: Gauge, step: str) -> Lag:
-    """The one `Lag` behind `gauge{step}` in this process, shared by the
-    step's shards and channels in every worker (the last one set wins)."""
-    with _lags_lock:
-        found = _lags.get((gauge, step))
+def _event_time(what: str, step: str, gauges: tuple[tuple[Gauge, str], ...]) -> EventTime:
+    with _event_times_lock:
+        found = _event_times.get((what, step))
         if found is None:
-            found = _lags[(gauge, step)] = Lag()
-            gauge.labels(step).set_function(found.seconds)
+            found = _event_times[(what, step)] = EventTime()
+            for gauge, reading in gauges:
+                gauge.labels(step).set_function(getattr(found, reading))
         return found
+
+
+def watermark(step: str) -> EventTime:
+    """The one `EventTime` behind `stream_watermark_timestamp_seconds{step}`
+    and `stream_watermark_lag_seconds{step}` in this process, shared by the
+    step's shards in every worker (the last one set wins)."""
+    return _event_time("watermark", step, ((WATERMARK, "timestamp_seconds"), (WATERMARK_LAG, "lag_seconds")))
+
+
+def newest_event(step: str) -> EventTime:
+    """The one `EventTime` behind `stream_event_time_lag_seconds{step}`, shared
+    by the step's channels in every worker."""
+    return _event_time("newest", step, ((EVENT_TIME_LAG, "lag_seconds"),))
 
 
 _server_lock = threading.Lock()
 _server_port: Optional[int] = None
 
 
+DEFAULT_METRICS_HOST = "0.0.0.0"
+"""All IPv4 interfaces, as an exporter in a container needs."""
+
+
 def serve_from_env(env: Optional[dict[str, str]] = None) -> Optional[int]:
-    """Start the metrics HTTP server once per process if `METRICS_PORT` is set."""
+    """Start the metrics HTTP server once per process if `METRICS_PORT` is set,
+    on `METRICS_HOST` (default all interfaces; `127.0.0.1` for this host
+    only, `::` for IPv6)."""
     global _server_port
-    raw = (os.environ if env is None else env).get("METRICS_PORT")
+    settings = os.environ if env is None else env
+    raw = settings.get("METRICS_PORT")
     if not raw:
         return None
     with _server_lock:
         if _server_port is None:
             port = int(raw)
-            start_http_server(port)
+            start_http_server(port, addr=settings.get("METRICS_HOST") or DEFAULT_METRICS_HOST)
             _server_port = port
     return _server_port

@@ -14,9 +14,11 @@ Settings: the IO variables (`KAFKA_BOOTSTRAP_SERVERS`, `INPUT_TOPIC`,
 `TRANSACTIONAL_ID_PREFIX` (default `exactly-once`), `SINK_PARTITIONS`
 (transactional producers, default 4, fixed for a recovery store),
 `HEARTBEAT_MS` (default 500), `SINK_TIMEOUT_S` (how long a Kafka call of
-the sink may take before the flow stops, default 30) and `DELIVERY_GUARANTEE`
-(`exactly_once`, or `at_least_once` for Bytewax's plain `KafkaSink`, as
-Flink's `DeliveryGuarantee`). Exactly-once needs recovery:
+the sink may take before the flow stops, default 30),
+`TRANSACTION_TIMEOUT_MS` (0 = derived from the snapshot interval; the flow
+refuses to start with one not larger than that interval) and
+`DELIVERY_GUARANTEE` (`exactly_once`, or `at_least_once` for Bytewax's plain
+`KafkaSink`, as Flink's `DeliveryGuarantee`). Exactly-once needs recovery:
 
     python -m recovery.directories init state/ 1
     python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0
@@ -37,12 +39,14 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import UnencodableResultError, read_events, split_dead_letters, write_dead_letters
+from recovery.epoch_interval import epoch_interval_s
 from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_output
 
 Stats = tuple[int, float, int]
 """(events, sum of values, events with a value) of one user."""
 
-_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms", "sink_timeout_s", "delivery_guarantee")
+_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms", "sink_timeout_s", "transaction_timeout_ms",
+             "delivery_guarantee")
 GUARANTEES = ("exactly_once", "at_least_once")
 
 
@@ -107,12 +111,15 @@ def build(**overrides: Any) -> Dataflow:
         plain = KafkaSink(cfg.brokers, cfg.output_topic, add_config={"linger.ms": "5"})
         op.output("out", op.map("unkey", messages, itemgetter(1)), plain)
         return flow
+    transaction_timeout_ms = setting("transaction_timeout_ms", 0, rest)
     sink = TransactionalKafkaSink(
         cfg.brokers,
         cfg.output_topic,
         transactional_id_prefix=setting("transactional_id_prefix", "exactly-once", rest),
         partitions=setting("sink_partitions", 4, rest),
+        add_config={"transaction.timeout.ms": transaction_timeout_ms} if transaction_timeout_ms else None,
         timeout_s=setting("sink_timeout_s", 30.0, rest),
+        epoch_interval_s=epoch_interval_s(),
     )
     # Bounded input ends the flow; an endless heartbeat would keep it running.
     bounded = cfg.stop_at_end or bool(cfg.input_path)

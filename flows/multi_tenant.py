@@ -34,7 +34,7 @@ tenant's next event (tokens held are capped at the new burst). Malformed
 configuration records go to the dead-letter output. Broadcast state is part
 of every shard's snapshot, so live changes survive a restart.
 
-Per-tenant metrics: `stream_tenant_events{tenant, outcome}` with outcome
+Per-tenant metrics: `stream_tenant_events_total{tenant, outcome}` with outcome
 `accepted`, `rate_limited` or `dropped`. Label cardinality is bounded: only
 tenants named in the configuration in force at start (built-in defaults and
 `TENANT_CONFIG_PATH`), at most `TENANT_METRICS_LIMIT` of them, get their own
@@ -213,7 +213,7 @@ class TenantLabels:
         label = tenant if tenant in self.named else "other"
         child = self._children.get((label, outcome))
         if child is None:
-            child = self._children[(label, outcome)] = metrics.TENANT_EVENTS.labels(label, outcome)
+            child = self._children[(label, outcome)] = metrics.tenant_events().labels(label, outcome)
         child.inc()
 
 

@@ -91,6 +91,8 @@ class KeyedBroadcastProcess(KeyedFunctionRuntime):
     """Runs a `KeyedBroadcastProcessFunction` for all keys of one shard.
     Every keyed element reaches the function, whatever its lateness."""
 
+    state_kind = "keys_timers_and_broadcast_entries"
+
     def __init__(
         self,
         function: KeyedBroadcastProcessFunction[Any, Any],

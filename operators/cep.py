@@ -48,6 +48,8 @@ alone cannot see (e.g. "a location this user never used before")."""
 class CepOperator(EventTimeLogic[Any]):
     """Matches `pattern` per key; one instance holds all keys of one shard."""
 
+    state_kind = "buffered_events_and_partial_matches"
+
     def __init__(
         self,
         pattern: Pattern,

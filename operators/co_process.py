@@ -184,6 +184,8 @@ class KeyedFunctionRuntime(EventTimeLogic[Any]):
     process-function operators of one shard. Subclasses route elements and
     timers to their user function through `call`."""
 
+    state_kind = "keys_and_timers"
+
     def __init__(self, *, clock: Clock, side_outputs: Iterable[str] = ()) -> None:
         super().__init__()
         self.clock = clock

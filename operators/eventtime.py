@@ -215,6 +215,10 @@ class EventTimeLogic(ABC, Generic[V]):
     `("down", result)` or `("late", element)`; the wiring drains the list.
     """
 
+    state_kind: str = "entries"
+    """What `state_size` counts, the `kind` label of the state gauge
+    (`windows`, `buffered_elements`, ...)."""
+
     def __init__(self) -> None:
         self.watermark: int = MIN_WATERMARK
         self.emitted: list[tuple[str, Any]] = []
@@ -285,6 +289,6 @@ class EventTimeLogic(ABC, Generic[V]):
         """Load state produced by `snapshot`."""
 
     def state_size(self) -> int:
-        """Number of open units of state (windows, buffered elements, partial
-        matches), exported as a gauge."""
+        """Number of open units of state, of the kind `state_kind` names,
+        exported as a gauge."""
         return 0

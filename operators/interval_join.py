@@ -115,6 +115,8 @@ class IntervalJoin(EventTimeLogic[Any]):
     `("late", (key, (side, element)))` for late elements.
     """
 
+    state_kind = "buffered_elements"
+
     def __init__(
         self,
         lower_ms: int,

@@ -122,7 +122,7 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
         clock: Clock,
         resume: Optional[tuple[str, int, WatermarkGenerator[Any]]],
     ) -> None:
-        self.event_time_lag = metrics.lag(metrics.EVENT_TIME_LAG, step_id)
+        self.event_time_lag = metrics.newest_event(step_id)
         self.channel = ""
         self.side = side
         self.timestamp_of = timestamp_of
@@ -177,7 +177,7 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
             steps.append(wm)
         self.watermark = wm
         if newest != self.newest:
-            self.newest = self.event_time_lag.event_time_ms = newest
+            self.newest = self.event_time_lag.ms = newest
         channel, side, shard_keys = self.channel, self.side, self.shard_keys
         out: list[tuple[str, tuple[Any, ...]]] = [
             (shard_keys[shard], (_EVENTS, channel, side, events, steps)) for shard, events in by_shard.items()
@@ -235,11 +235,10 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         self.clock = clock
         self.step_id = step_id
         self.events_in = metrics.EVENTS_IN.labels(step_id)
-        self.behind_watermark = metrics.LATE_EVENTS.labels(step_id)
-        self.beyond_lateness = metrics.VERY_LATE_EVENTS.labels(step_id)
-        self.per_event_seconds = metrics.PROCESSING_SECONDS.labels(step_id)
-        self.watermark_lag = metrics.lag(metrics.WATERMARK_LAG, step_id)
-        self.open_state = metrics.OPEN_STATE.labels(step_id)
+        self.behind_watermark = metrics.EVENTS_BEHIND_WATERMARK.labels(step_id)
+        self.processing_seconds = metrics.PROCESSING_SECONDS.labels(step_id)
+        self.watermark_time = metrics.watermark(step_id)
+        self.state_entries = metrics.STATE_ENTRIES.labels(step_id, core.state_kind)
         self.snapshot_seconds = metrics.SNAPSHOT_SECONDS.labels(step_id)
         self.reported_size = 0
         if resume is None:
@@ -302,9 +301,9 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
             self.behind_watermark.inc(behind)
         if events:
             self.events_in.inc(events)
-            self.per_event_seconds.observe((time.perf_counter() - started) / events)
         if core.watermark > MIN_WATERMARK:
-            self.watermark_lag.event_time_ms = core.watermark
+            self.watermark_time.ms = core.watermark
+        self.processing_seconds.inc(time.perf_counter() - started)
         return out, False
 
     def on_notify(self) -> tuple[Iterable[Any], bool]:
@@ -347,7 +346,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         costs Bytewax one hop per batch rather than one per item."""
         size = self.core.state_size()
         if size != self.reported_size:
-            self.open_state.inc(size - self.reported_size)
+            self.state_entries.inc(size - self.reported_size)
             self.reported_size = size
         emitted = self.core.emitted
         if not emitted:
@@ -355,9 +354,7 @@ class _ShardLogic(StatefulBatchLogic[Any, Any, Any]):
         self.core.emitted = []
         counts = Counter(map(_port_of, emitted))
         for port, n in counts.items():
-            metrics.EVENTS_OUT.labels(self.step_id, port).inc(n)
-        if "late" in counts:
-            self.beyond_lateness.inc(counts["late"])
+            metrics.RECORDS_OUT.labels(self.step_id, port).inc(n)
         if len(counts) == 1:
             return [(emitted[0][0], list(map(_item_of, emitted)))]
         by_port: dict[str, list[Any]] = {port: [] for port in counts}

@@ -42,6 +42,8 @@ def _pairs(select: Optional[Select]) -> Callable[[str, Window, list, int], Itera
 class WindowJoin(EventTimeLogic[Any]):
     """Window join state for all keys of one shard (see module docstring)."""
 
+    state_kind = "windows"
+
     def __init__(
         self,
         assigner: WindowAssigner,

@@ -261,6 +261,8 @@ class WindowOperator(EventTimeLogic[V]):
     time (required by assigners and triggers that set `needs_clock`).
     """
 
+    state_kind = "windows"
+
     def __new__(cls, assigner: WindowAssigner, **kwargs: Any) -> "WindowOperator[V]":
         if cls is WindowOperator:
             cls = _engine_for(assigner, kwargs.get("trigger"))

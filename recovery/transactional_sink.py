@@ -18,7 +18,10 @@ resume the pending epoch is committed only if Kafka has not seen it yet.
 
 Run with recovery (`python -m bytewax.run ... -r DIR -s 1 -b 0`); without it
 nothing is durable and the last epoch before the end of input is never
-committed.
+committed. A transaction carries one epoch of output, so the sink's
+`transaction.timeout.ms` must be larger than the epoch (snapshot) interval:
+by default it is derived from that interval (`transaction_timeout_ms`), and a
+sink given a smaller one refuses to start.
 """
 
 from __future__ import annotations
@@ -64,6 +67,32 @@ class CommitTimeoutError(RuntimeError):
     in the recovery store and a resumed execution commits it."""
 
 
+MIN_TRANSACTION_TIMEOUT_MS = 60_000
+"""The smallest derived `transaction.timeout.ms` (librdkafka's default)."""
+
+
+def transaction_timeout_ms(epoch_interval_s: Optional[float], sink_timeout_s: float) -> int:
+    """The default `transaction.timeout.ms`: twice one epoch plus one sink
+    timeout, and at least 60 s. A transaction is open while an epoch's output
+    is produced and committed (retried for up to `sink_timeout_s`); a flow
+    that keeps up produces an epoch's output in less than an epoch, and the
+    factor 2 leaves room for a slow epoch. Kafka brokers refuse timeouts above
+    their `transaction.max.timeout.ms` (15 min by default)."""
+    epoch_ms = 0.0 if epoch_interval_s is None else epoch_interval_s * 1000
+    return max(MIN_TRANSACTION_TIMEOUT_MS, int(2 * epoch_ms + sink_timeout_s * 1000))
+
+
+def check_transaction_timeout(timeout_ms: int, epoch_interval_s: Optional[float]) -> None:
+    """Refuse a transaction timeout that is not larger than the epoch
+    interval: the coordinator would abort transactions the sink still needs."""
+    if epoch_interval_s is not None and timeout_ms <= epoch_interval_s * 1000:
+        raise ValueError(
+            f"transaction.timeout.ms ({timeout_ms} ms) must be larger than the snapshot interval "
+            f"({epoch_interval_s:g} s, bytewax.run -s): a transaction carries one epoch of output; "
+            "leave it unset (TRANSACTION_TIMEOUT_MS) to derive it from the interval, or raise it"
+        )
+
+
 class KafkaTransactionalWriter:
     """One transactional producer plus the progress group it commits to."""
 
@@ -85,7 +114,6 @@ class KafkaTransactionalWriter:
             {
                 "bootstrap.servers": bootstrap,
                 "linger.ms": 5,
-                "transaction.timeout.ms": 60_000,
                 **config,
                 "transactional.id": transactional_id,
             }
@@ -93,6 +121,8 @@ class KafkaTransactionalWriter:
         # Fences any zombie with this id and aborts (or completes) its open
         # transaction before we read the recorded progress.
         self._producer.init_transactions(timeout_s)
+        for outcome in metrics.TRANSACTION_OUTCOMES:
+            metrics.TRANSACTIONS.labels(outcome)  # series at 0, so alerts see the first change
         self._group = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -264,7 +294,10 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
     heartbeat ticks `(routing key, None)`. `partitions` is the number of
     transactional producers and must stay the same for the life of a
     recovery store; with fewer output partitions than that, the surplus
-    producers stay idle.
+    producers stay idle. `epoch_interval_s` is the snapshot interval the
+    flow runs with (`recovery.epoch_interval.epoch_interval_s()`); the
+    producers' `transaction.timeout.ms` is `add_config`'s if given, else
+    derived from it (`transaction_timeout_ms`), and must be larger.
     """
 
     def __init__(
@@ -276,6 +309,7 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
         partitions: int = 4,
         add_config: Optional[dict[str, Any]] = None,
         timeout_s: float = 30.0,
+        epoch_interval_s: Optional[float] = None,
     ) -> None:
         if isinstance(brokers, str):
             raise TypeError("brokers must be a list of host:port strings, not a string")
@@ -289,6 +323,12 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
         self.partitions = partitions
         self.add_config = dict(add_config or {})
         self.timeout_s = timeout_s
+        configured = self.add_config.get("transaction.timeout.ms")
+        self.transaction_timeout_ms = (
+            transaction_timeout_ms(epoch_interval_s, timeout_s) if configured is None else int(configured)
+        )
+        check_transaction_timeout(self.transaction_timeout_ms, epoch_interval_s)
+        self.add_config["transaction.timeout.ms"] = self.transaction_timeout_ms
         width = len(str(partitions - 1))
         # Equal-width names sort in index order, which `part_fn` relies on.
         self._names = [str(i).zfill(width) for i in range(partitions)]

@@ -77,6 +77,20 @@ def test_three_processes_list_every_pod_in_process_id_order(ordinal: int) -> Non
     )
 
 
+def test_transactional_ids_are_one_per_deployment() -> None:
+    """Every pod and restart of a deployment shares the prefix (fencing a
+    zombie needs the same id); two deployments never do, by namespace or by
+    StatefulSet; a prefix set in the ConfigMap wins."""
+    def prefix(**changes: str) -> str:
+        return ep.plan_from_env(_env(PROCESSES="3", **changes)).transactional_id_prefix
+
+    pods = {prefix(POD_NAME=f"exactly-once-flow-{i}") for i in range(3)}
+    assert pods == {"streams.exactly-once-flow"}
+    assert prefix(POD_NAME="exactly-once-flow-1", POD_NAMESPACE="staging") == "staging.exactly-once-flow"
+    assert prefix(POD_NAME="orders-flow-1") == "streams.orders-flow"
+    assert prefix(POD_NAME="orders-flow-1", TRANSACTIONAL_ID_PREFIX="exactly-once") == "exactly-once"
+
+
 def test_hostname_is_the_fallback_pod_name_and_the_service_defaults_to_the_statefulset() -> None:
     env = _env(PROCESSES="2")
     del env["POD_NAME"]

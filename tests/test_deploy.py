@@ -2,10 +2,12 @@
 
 Every kustomization under deploy/k8s renders with `kubectl kustomize`; every
 object validates against the Kubernetes schemas (Prometheus operator kinds
-are checked structurally here); the cluster settings agree across the
-StatefulSet, its services and the flow's ConfigMap; the Dockerfile passes
-hadolint; the alerts and dashboard query only metrics the code registers;
-the waxctl script deploys the same flow as the manifests.
+are checked structurally here; tests/test_prometheus.py runs the rules and
+the dashboard's queries in a real Prometheus); the cluster settings agree
+across the StatefulSet, its services, its disruption budget and the flow's
+ConfigMap; the Dockerfile passes hadolint; the alerts and dashboard query
+only metrics the code registers, and every panel's unit fits its query; the
+waxctl script deploys the same flow as the manifests.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import eventio.metrics  # noqa: F401  (registers the stream_* metrics)
 from eventio.config import IOConfig
 from prometheus_client import REGISTRY
 
+eventio.metrics.tenant_events()  # registered by the multi_tenant flow only
+
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy/k8s"
 WAXCTL = ROOT / "deploy/waxctl"
@@ -48,7 +52,7 @@ KNOWN_FLOWS = {
 ENTRYPOINT_KEYS = {
     "FLOW", "PROCESSES", "WORKERS_PER_PROCESS", "CLUSTER_PORT", "CLUSTER_DOMAIN",
     "SERVICE_NAME", "ADDRESSES_FILE", "RECOVERY_DIR", "RECOVERY_PARTS",
-    "RECOVERY_PROCESSES", "SNAPSHOT_SECONDS", "BACKUP_SECONDS",
+    "RECOVERY_PROCESSES", "SNAPSHOT_SECONDS", "BACKUP_SECONDS", "TRANSACTIONAL_ID_PREFIX",
 }
 IO_KEYS = {f.name.upper() for f in fields(IOConfig)}
 # Series Prometheus makes for every target itself.
@@ -112,7 +116,8 @@ def test_renders_and_validates_against_kubernetes_schemas(path: str) -> None:
 
 def test_default_deployment_is_complete() -> None:
     kinds = {d["kind"] for d in render("deploy/k8s")}
-    assert {"StatefulSet", "Service", "ConfigMap", "ServiceAccount", "PodMonitor", "PrometheusRule"} <= kinds
+    assert {"StatefulSet", "Service", "ConfigMap", "ServiceAccount", "PodDisruptionBudget", "PodMonitor",
+            "PrometheusRule"} <= kinds
     dashboards = [c for c in of_kind(render("deploy/k8s"), "ConfigMap")
                   if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
     assert len(dashboards) == 1
@@ -186,6 +191,19 @@ def test_cluster_settings_agree(path: str) -> None:
     assert not unknown, f"ConfigMap keys nothing reads (typo?): {unknown}"
 
 
+@pytest.mark.parametrize("path", FLOW_KUSTOMIZATIONS)
+def test_disruption_budget_lets_one_pod_go_at_a_time(path: str) -> None:
+    """One lost process stops the whole cluster: voluntary evictions take one
+    pod, and the next only when all are ready again (never 0: drains would hang)."""
+    docs = render(path)
+    sts = one(docs, "StatefulSet")
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["apiVersion"] == "policy/v1"
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert pdb["spec"]["selector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+
+
 # --- Prometheus operator objects -------------------------------------------------
 
 
@@ -220,14 +238,17 @@ def test_alert_rules_are_well_formed() -> None:
     names = [a["alert"] for a in alerts]
     assert len(names) == len(set(names))
     for alert in alerts:
-        assert set(alert) <= {"alert", "expr", "for", "labels", "annotations"}
+        assert set(alert) == {"alert", "expr", "for", "labels", "annotations"}, alert["alert"]
         assert alert["expr"].strip()
-        assert re.fullmatch(r"\d+[smh]", alert.get("for", "0s"))
+        assert re.fullmatch(r"\d+[smh]", alert["for"])
         assert alert["labels"]["severity"] in {"critical", "warning", "info"}
-        assert {"summary", "description"} <= set(alert["annotations"])
+        assert set(alert["annotations"]) == {"summary", "description", "runbook"}
+        assert all(text.strip() for text in alert["annotations"].values())
+        assert alert["alert"] in (ROOT / "deploy/README.md").read_text(), f"{alert['alert']}: no runbook entry"
     covered = " ".join(a["expr"] for a in alerts)
-    for metric in ("bytewax_kafka_consumer_lag", "stream_watermark_lag_seconds",
-                   "stream_dead_letters_total", "stream_kafka_transactions_total",
+    for metric in ("bytewax_kafka_consumer_lag", "stream_watermark_timestamp_seconds",
+                   "stream_watermark_lag_seconds", "stream_records_out_total", "stream_dead_letters_total",
+                   "stream_kafka_records_read_total", "stream_kafka_transactions_total",
                    "process_start_time_seconds"):
         assert metric in covered, f"no alert on {metric}"
 
@@ -321,6 +342,38 @@ def test_dashboard_shows_every_stream_metric() -> None:
     assert "bytewax_kafka_consumer_lag" in shown
 
 
+def expected_unit(expr: str) -> str:
+    """The Grafana unit a panel query's values have, from the metrics it reads
+    (Prometheus names carry their unit) and what it does with them."""
+    names = metric_names(expr)
+    if "/" in re.sub(r'"[^"]*"', "", expr):  # a ratio of two rates
+        numerator = metric_names(expr.split(" / ")[0])
+        return "s" if all(n.endswith("_seconds_total") for n in numerator) else "percentunit"
+    if "deriv(" in expr and all(n.endswith("_timestamp_seconds") for n in names):
+        return "suffix:x"  # event-time seconds per second
+    if expr.startswith(("count", "changes")):
+        return "short"
+    if "rate(" in expr and "histogram_quantile" not in expr:
+        return "percentunit" if all(n.endswith("_seconds_total") for n in names) else "ops"
+    if all(n.endswith("_bytes") for n in names):
+        return "bytes"
+    if all(n.endswith(("_seconds", "_seconds_bucket")) for n in names):
+        return "s"
+    return "short"
+
+
+def test_dashboard_units_fit_the_queries() -> None:
+    """CPU seconds per second are a share of a core, not a count ("short")."""
+    for panel in dashboard()["panels"]:
+        if panel["type"] == "row":
+            continue
+        units = {expected_unit(t["expr"]) for t in panel["targets"]}
+        assert len(units) == 1, f"{panel['title']}: queries of different units {units}"
+        assert panel["fieldConfig"]["defaults"]["unit"] == units.pop(), panel["title"]
+    (cpu,) = [p for p in dashboard()["panels"] if p["title"] == "CPU"]
+    assert cpu["fieldConfig"]["defaults"]["unit"] == "percentunit"
+
+
 def test_dashboard_is_well_formed() -> None:
     dash = dashboard()
     ids = [p["id"] for p in dash["panels"]]
@@ -390,9 +443,19 @@ WAXCTL_BOOLEAN_FLAGS = {"--create-namespace", "--dry-run", "--job-mode", "--keep
                         "--recovery-single-volume", "--yes", "--debug", "-h", "--help"}
 
 
-def waxctl_command(overlay: str) -> tuple[list[str], dict[str, list[str]]]:
+def test_deploy_script_without_arguments_prints_its_usage() -> None:
+    out = subprocess.run(["bash", str(WAXCTL / "deploy.sh")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    first, second = out.stderr.splitlines()
+    assert first.startswith("usage: ") and "deploy.sh OVERLAY [waxctl flags...]" in first
+    assert second == "overlays: " + " ".join(OVERLAYS)
+    helped = subprocess.run(["bash", str(WAXCTL / "deploy.sh"), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0 and helped.stdout == out.stderr
+
+
+def waxctl_command(overlay: str, namespace: str = "streams") -> tuple[list[str], dict[str, list[str]]]:
     env = dict(os.environ, DRY_PRINT="1", IMAGE="registry.example.com:5000/flinkish-bytewax:1.2.3",
-               NAMESPACE="streams")
+               NAMESPACE=namespace)
     out = subprocess.run(["bash", str(WAXCTL / "deploy.sh"), overlay, "--yes"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -430,7 +493,11 @@ def test_waxctl_deploys_what_the_manifests_deploy(overlay: str) -> None:
     chart_owned = {"PROCESSES", "WORKERS_PER_PROCESS", "CLUSTER_PORT"}
     expected = {k: v for k, v in env.items()
                 if k not in chart_owned and not k.startswith(("RECOVERY_", "BYTEWAX_DATAFLOW_API_"))}
+    # Unique per deployment, as the kustomize entrypoint's NAMESPACE.STATEFULSET.
+    expected["TRANSACTIONAL_ID_PREFIX"] = f"streams.{overlay}"
     assert passed == expected
+    _, elsewhere = waxctl_command(overlay, namespace="staging")
+    assert f"TRANSACTIONAL_ID_PREFIX=staging.{overlay}" in elsewhere["-e"]
 
 
 def test_waxctl_values_match_the_manifests() -> None:

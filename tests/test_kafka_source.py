@@ -12,6 +12,7 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 from confluent_kafka import OFFSET_INVALID, Consumer, Producer, TopicPartition
+from prometheus_client import REGISTRY
 
 from eventio.broker import EmbeddedBroker, free_port
 from eventio.config import IOConfig
@@ -161,3 +162,22 @@ def test_listing_partitions_without_a_reachable_broker_is_a_clear_error() -> Non
     with pytest.raises(RuntimeError, match=r"cannot list partitions of Kafka topic 'events' from brokers .* within 1 s"):
         source.list_parts()
     assert time.monotonic() - started < 10
+
+
+def test_records_read_are_counted_decoded_or_not(broker: EmbeddedBroker, topic_name: str) -> None:
+    """`stream_kafka_records_read_total{step,topic}`, the dead-letter ratio's
+    denominator, counts every record a partition returns, events and dead letters."""
+    broker.create_topics({topic_name: 2})
+    producer = Producer({"bootstrap.servers": broker.bootstrap_servers})
+    for i in range(30):
+        event = {"event_id": f"e{i}", "user_id": "u", "event_type": "click", "timestamp": i}
+        producer.produce(topic_name, json.dumps(event).encode(), partition=i % 2)
+    for raw in (b"{not json", b"[1]", b"\xff"):
+        producer.produce(topic_name, raw, partition=0)
+    producer.flush(10)
+    source = DecodingKafkaSource([broker.bootstrap_servers], [topic_name], SerdeConfig().decoder(max_bytes=1 << 20),
+                                 tail=False, batch_size=4)
+    items = [x for part in source.list_parts() for x in _read_to_end(source.build_part("counted", part, None))]
+    assert sum(isinstance(x, DeadLetter) for x in items) == 3 and len(items) == 33
+    labels = {"step": "counted", "topic": topic_name}
+    assert REGISTRY.get_sample_value("stream_kafka_records_read_total", labels) == 33

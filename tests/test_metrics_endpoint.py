@@ -5,7 +5,9 @@ logic sending on-time elements to `down` and late ones to `late`, dead letters
 to a file) runs once in this process with `serve_from_env()` serving the
 default registry; the counters scraped over HTTP must equal the processed
 counts. The same flow then runs as `python -m bytewax.run` with Bytewax's API
-server, the endpoint the Kubernetes PodMonitor scrapes.
+server, the endpoint the Kubernetes PodMonitor scrapes. The README's metrics
+table must list exactly the `stream_*` families the endpoint serves, with
+their types, labels and help texts.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,6 +31,8 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, run_main
+from prometheus_client import REGISTRY
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from eventio import metrics
@@ -37,6 +42,7 @@ from eventio.flowio import read_events, require, write_dead_letters
 from operators.eventtime import BoundedOutOfOrderness, EventTimeLogic
 from operators.keyed import keyed_event_time
 
+ROOT = Path(__file__).resolve().parents[1]
 STEP = "metrics_probe"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -120,14 +126,13 @@ class _HoldSource(DynamicSource[None]):
         return _HoldPartition(self.until)
 
 
+def families(port: int, host: str = "127.0.0.1") -> list[Metric]:
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
+        return list(text_string_to_metric_families(resp.read().decode()))
+
+
 def scrape(port: int) -> Samples:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return {(s.name, frozenset(s.labels.items())): s.value for family in families(port) for s in family.samples}
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -169,10 +174,23 @@ def test_records_out_per_port_match_the_outputs(in_process: dict[str, Any]) -> N
     after, before = in_process["after"], in_process["before"]
     down, late = in_process["down"], in_process["late"]
     assert len(late) == 4 and len(down) == 14
-    assert value(after, "stream_events_out_total", step=STEP, port="down") - value(
-        before, "stream_events_out_total", step=STEP, port="down") == len(down)
-    assert value(after, "stream_events_out_total", step=STEP, port="late") - value(
-        before, "stream_events_out_total", step=STEP, port="late") == len(late)
+    assert value(after, "stream_records_out_total", step=STEP, port="down") - value(
+        before, "stream_records_out_total", step=STEP, port="down") == len(down)
+    assert value(after, "stream_records_out_total", step=STEP, port="late") - value(
+        before, "stream_records_out_total", step=STEP, port="late") == len(late)
+
+
+def test_events_behind_the_watermark_are_the_late_ones(in_process: dict[str, Any]) -> None:
+    """The probe sends exactly the events at or behind the watermark to `late`."""
+    behind = value(in_process["after"], "stream_events_behind_watermark_total", step=STEP) - value(
+        in_process["before"], "stream_events_behind_watermark_total", step=STEP)
+    assert behind == len(in_process["late"]) == 4
+
+
+def test_processing_time_is_counted(in_process: dict[str, Any]) -> None:
+    spent = value(in_process["after"], "stream_processing_seconds_total", step=STEP) - value(
+        in_process["before"], "stream_processing_seconds_total", step=STEP)
+    assert 0 < spent < 10
 
 
 def test_dead_letters_by_reason_match_the_dead_letter_output(in_process: dict[str, Any]) -> None:
@@ -190,8 +208,8 @@ def test_events_in_counts_the_events(in_process: dict[str, Any]) -> None:
 
 def test_lags_after_the_input_ends(in_process: dict[str, Any]) -> None:
     """The input has ended and the flow is idle: the watermark is at its end
-    (lag 0), and the event-time lag is now minus the newest timestamp (i = 18;
-    i = 19 is 10 s behind), growing between scrapes."""
+    (+Inf, lag 0), and the event-time lag is now minus the newest timestamp
+    (i = 18; i = 19 is 10 s behind), growing between scrapes."""
     newest_s = (1_700_000_000_000 + 18 * 1000) / 1000
     first = scrape(in_process["port"])
     time.sleep(0.3)
@@ -200,19 +218,84 @@ def test_lags_after_the_input_ends(in_process: dict[str, Any]) -> None:
     assert abs(lag - (time.time() - newest_s)) < 0.5
     assert lag - value(first, "stream_event_time_lag_seconds", step=STEP) >= 0.25
     assert value(second, "stream_watermark_lag_seconds", step=STEP) == 0
+    assert value(second, "stream_watermark_timestamp_seconds", step=STEP) == math.inf
 
 
 def test_a_lag_is_computed_when_scraped() -> None:
     """A stalled step's lag keeps growing without new batches; unknown until
-    set; 0 for a watermark in the future (end of input)."""
-    lag = metrics.Lag()
-    assert math.isnan(lag.seconds())
-    lag.event_time_ms = int(time.time() * 1000) - 5_000
-    first = lag.seconds()
+    set; 0 for a watermark in the future (end of input), whose timestamp is +Inf."""
+    lag = metrics.EventTime()
+    assert math.isnan(lag.lag_seconds()) and math.isnan(lag.timestamp_seconds())
+    lag.ms = int(time.time() * 1000) - 5_000
+    first = lag.lag_seconds()
     time.sleep(0.2)
-    assert 5 <= first < 6 and lag.seconds() - first >= 0.2
-    lag.event_time_ms = 2**63 - 1
-    assert lag.seconds() == 0
+    assert 5 <= first < 6 and lag.lag_seconds() - first >= 0.2
+    assert lag.timestamp_seconds() == lag.ms / 1000
+    lag.ms = 2**63 - 1
+    assert lag.lag_seconds() == 0 and lag.timestamp_seconds() == math.inf
+
+
+def readme_metrics_table() -> dict[str, tuple[str, set[str], str]]:
+    """`metric -> (type, labels, meaning)` from the README's metrics table."""
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("| metric | type | labels | meaning |"):].split("\n\n", 1)[0]
+    rows: dict[str, tuple[str, set[str], str]] = {}
+    for line in table.splitlines()[2:]:
+        name, kind, labels, meaning = (cell.strip() for cell in line.strip("|").split("|"))
+        rows[name.strip("`")] = (kind, set(re.findall(r"`(\w+)`", labels)), meaning)
+    return rows
+
+
+def test_readme_metrics_table_matches_the_endpoint(in_process: dict[str, Any]) -> None:
+    """Every `stream_*` family the endpoint serves is in the table with its
+    type, labels and help text, and nothing else is. Labels come from the
+    served samples; families this probe leaves without samples (Kafka,
+    windows, transactions, tenants) take them from their collector."""
+    metrics.tenant_events()  # the multi_tenant flow's; served once registered
+    served: dict[str, tuple[str, set[str], str]] = {}
+    for family in families(in_process["port"]):
+        if not family.name.startswith("stream_") or family.name.endswith("_created"):
+            continue  # prometheus-client's creation time of each counter and histogram
+        name = family.name + ("_total" if family.type == "counter" else "")
+        labels = {k for s in family.samples for k in s.labels if k != "le"}
+        if not family.samples:
+            labels = set(REGISTRY._names_to_collectors[name]._labelnames)  # type: ignore[attr-defined]
+        served[name] = (family.type, labels, family.documentation)
+    assert len(served) >= 14
+    assert readme_metrics_table() == served
+
+
+def _serve_in_a_process(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A process serving the metrics with `serve_from_env(env)` until its stdin closes."""
+    code = (
+        "import sys\nfrom eventio import metrics\n"
+        f"metrics.serve_from_env({env!r})\nprint('ready', flush=True)\nsys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        return any(f.name == "stream_events_in" for f in families(port, host))
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host", [None, "127.0.0.2"])
+def test_metrics_host_picks_the_interface(host: Optional[str]) -> None:
+    """By default every interface answers (as an exporter in a container
+    needs); `METRICS_HOST` binds one (127.0.0.2 is a loopback address of its own)."""
+    port = free_port()
+    env = {"METRICS_PORT": str(port), **({"METRICS_HOST": host} if host else {})}
+    proc = _serve_in_a_process(env)
+    try:
+        assert _answers("127.0.0.2", port)
+        assert _answers("127.0.0.1", port) is (host is None)
+    finally:
+        proc.communicate(timeout=10)
 
 
 FLOW_MODULE = """
@@ -254,12 +337,14 @@ def test_bytewax_api_server_serves_the_flow_metrics(tmp_path: Path) -> None:
     try:
         def complete() -> bool:
             s = scrape(port)
-            out = sum(value(s, "stream_events_out_total", step=STEP, port=p) for p in ("down", "late"))
+            out = sum(value(s, "stream_records_out_total", step=STEP, port=p) for p in ("down", "late"))
             return out == 18 and sum(dead_letters(s).values()) == 7
 
         _wait_for(complete, proc, seconds=30)
         samples = scrape(port)
-        assert value(samples, "stream_events_out_total", step=STEP, port="late") == 4
+        assert value(samples, "stream_records_out_total", step=STEP, port="late") == 4
+        served = {f.name for f in families(port)}
+        assert "stream_events_in" in served and "stream_tenant_events" not in served, "tenants: multi_tenant only"
         written = Counter(json.loads(line)["error_class"] for line in (tmp_path / "errors.jsonl").read_text().splitlines())
         assert dead_letters(samples) == written
         assert any(name.startswith("bytewax_") for name, _ in samples), "Bytewax's own metrics too"

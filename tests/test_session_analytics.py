@@ -65,8 +65,8 @@ def _counters() -> dict[str, float]:
     return {
         "firings": get("stream_window_firings_total", step="sessions", late="false"),
         "late_firings": get("stream_window_firings_total", step="sessions", late="true"),
-        "very_late": get("stream_very_late_events_total", step="sessions"),
-        "behind": get("stream_late_events_total", step="sessions"),
+        "very_late": get("stream_records_out_total", step="sessions", port="late"),
+        "behind": get("stream_events_behind_watermark_total", step="sessions"),
     }
 
 

@@ -15,7 +15,11 @@ script turns the pod's environment into the `python -m bytewax.run` command:
    The share depends on `RECOVERY_PROCESSES`, the process count of the first
    start, which stays fixed when `PROCESSES` changes: a pod added later gets
    an empty directory instead of fresh copies of partitions that hold state;
-4. `bytewax.run` replaces this process (`exec`), so signals reach Bytewax.
+4. unless set, `TRANSACTIONAL_ID_PREFIX` (the exactly-once sink's Kafka
+   transactional ids) becomes `NAMESPACE.STATEFULSET`: the same in every pod
+   and restart of one deployment, as fencing zombies needs, and different for
+   two deployments, which would otherwise fence each other;
+5. `bytewax.run` replaces this process (`exec`), so signals reach Bytewax.
 
 Plain Python and no Bytewax import at module level, so the planning is unit
 tested without a cluster. Every setting is an environment variable; see
@@ -64,6 +68,7 @@ class ProcessPlan:
     workers: int
     addresses_file: Path
     recovery: Optional[Recovery]
+    transactional_id_prefix: str
 
 
 def pod_ordinal(pod_name: str) -> tuple[str, int]:
@@ -157,6 +162,7 @@ def plan_from_env(env: Mapping[str, str]) -> ProcessPlan:
         workers=_int(env, "WORKERS_PER_PROCESS", 1),
         addresses_file=Path(env.get("ADDRESSES_FILE") or DEFAULT_ADDRESSES_FILE),
         recovery=recovery,
+        transactional_id_prefix=env.get("TRANSACTIONAL_ID_PREFIX") or f"{namespace}.{statefulset}",
     )
 
 
@@ -227,7 +233,11 @@ def main() -> NoReturn:
                 f"of {plan.recovery.parts} in {plan.recovery.directory}",
                 flush=True,
             )
-    env = dict(os.environ, BYTEWAX_HOSTFILE_PATH=str(plan.addresses_file))
+    env = dict(
+        os.environ,
+        BYTEWAX_HOSTFILE_PATH=str(plan.addresses_file),
+        TRANSACTIONAL_ID_PREFIX=plan.transactional_id_prefix,
+    )
     for inherited in ("BYTEWAX_ADDRESSES", "BYTEWAX_PROCESS_ID"):
         env.pop(inherited, None)
     argv = bytewax_argv(plan)

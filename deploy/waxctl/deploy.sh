@@ -6,12 +6,26 @@
 #   IMAGE=registry.example.com/flinkish-bytewax:0.1.0 NAMESPACE=streams \
 #     deploy/waxctl/deploy.sh session-analytics [more waxctl flags, e.g. --yes or --dry-run]
 #
-# Set DRY_PRINT=1 to print the waxctl command instead of running it.
+# Set DRY_PRINT=1 to print the waxctl command instead of running it. Unless
+# the env files set TRANSACTIONAL_ID_PREFIX, the flow gets NAMESPACE.OVERLAY
+# (NAMESPACE defaults to waxctl's `default`), unique per deployment.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 k8s="$here/../k8s"
-overlay="${1:?usage: deploy.sh OVERLAY [waxctl flags...]}"
+usage() {
+  echo "usage: [IMAGE=REPOSITORY:TAG] [NAMESPACE=NS] [DRY_PRINT=1] deploy.sh OVERLAY [waxctl flags...]"
+  echo "overlays: $(cd "$k8s/overlays" && echo */ | tr -d /)"
+}
+if [[ $# -lt 1 ]]; then
+  usage >&2
+  exit 2
+fi
+if [[ "$1" == -h || "$1" == --help ]]; then
+  usage
+  exit 0
+fi
+overlay="$1"
 shift
 overlay_env="$k8s/overlays/$overlay/flow.env"
 if [[ ! -f "$overlay_env" ]]; then
@@ -65,6 +79,9 @@ for key in "${keys[@]}"; do
     *) args+=(-e "$key=${env[$key]}") ;;
   esac
 done
+if [[ ! -v "env[TRANSACTIONAL_ID_PREFIX]" ]]; then
+  args+=(-e "TRANSACTIONAL_ID_PREFIX=${NAMESPACE:-default}.$overlay")
+fi
 args+=("$@")
 
 if [[ -n "${DRY_PRINT:-}" ]]; then
