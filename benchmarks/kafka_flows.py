@@ -631,16 +631,15 @@ def tune_decoding(n: int, repeat: int) -> list[str]:
 def sink_rate(n: int, batch: int, config: dict[str, Any]) -> float:
     """Records/s through the flows' at-least-once sink (`CheckedKafkaSink`,
     which waits for every batch's acknowledgements), `batch` records a call."""
-    from bytewax.connectors.kafka import KafkaSinkMessage
-
+    from eventio.flowio import Encoded
     from eventio.kafka_sink import CheckedKafkaSink
 
-    messages = [KafkaSinkMessage(k, v) for k, v in session_records(n)]
+    records = [(k, v, None) for k, v in session_records(n)]
     with broker_with({"out": 3}) as bs:
         part = CheckedKafkaSink([bs], "out", add_config=config).build("bench", 0, 1)
         started = time.perf_counter()
         for i in range(0, n, batch):
-            part.write_batch(messages[i:i + batch])
+            part.write_batch([Encoded(records[i:i + batch], [])])
         seconds = time.perf_counter() - started
         part.close()
     return n / seconds

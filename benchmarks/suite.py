@@ -213,4 +213,5 @@ for keys in (1_000, 10_000, 1_000_000):
     case(f"cep_fraud_{keys}_keys", f"our match_pattern, fraud pattern (login then transaction > 10k within 10 min), "
          f"1,000,000 events 2 s out of order, {keys:,} keys, 1,000 planted", keys=keys)(_cep_fraud)
 
+import benchmarks.file_flows  # noqa: F401
 import benchmarks.kafka_flows  # noqa: F401

@@ -72,6 +72,8 @@ class _JsonLinesPartition(StatefulSourcePartition[T, tuple[int, int]], Generic[T
         self._next = 0
         self._rest = b""
         """The start of a line whose end the last read did not reach."""
+        self._unterminated = False
+        """Whether the file's last line, in `_lines`, has no newline."""
 
     def _read(self) -> bool:
         """Read on until there are whole lines to emit; False at the end."""
@@ -81,6 +83,7 @@ class _JsonLinesPartition(StatefulSourcePartition[T, tuple[int, int]], Generic[T
                 if not self._rest:
                     return False
                 chunk = b"\n"  # a last line without its newline
+                self._unterminated = True
             data = self._rest + chunk if self._rest else chunk
             end = data.rfind(b"\n") + 1
             self._rest = data[end:]
@@ -97,6 +100,8 @@ class _JsonLinesPartition(StatefulSourcePartition[T, tuple[int, int]], Generic[T
         lines = self._lines[start : start + self._batch_size]
         self._next = start + len(lines)
         self._offset += sum(map(len, lines)) + len(lines)
+        if self._unterminated and self._next == len(self._lines):
+            self._offset -= 1  # the newline that is not in the file
         first = self._line + 1
         self._line += len(lines)
         return self._decode(lines, self._path, first)
@@ -282,7 +287,7 @@ def _unencodable(step_id: str, item: Any, ex: Exception, key_of: Optional[KeyOf]
                          key=None if key is None else key.encode("utf-8", "backslashreplace"))
 
 
-def _file_encoder(step_id: str) -> Callable[[list[Any]], list[tuple[str, Encoded[bytes]]]]:
+def _file_encoder(step_id: str, key_of: Optional[KeyOf]) -> Callable[[list[Any]], list[tuple[str, Encoded[bytes]]]]:
     def encode_batch(items: list[Any]) -> list[tuple[str, Encoded[bytes]]]:
         lines: list[bytes] = []
         failed: list[DeadLetter] = []
@@ -290,7 +295,7 @@ def _file_encoder(step_id: str) -> Callable[[list[Any]], list[tuple[str, Encoded
             try:
                 lines.append(encode_item(item))
             except strict_json.UnencodableError as ex:
-                failed.append(_unencodable(step_id, item, ex, None))
+                failed.append(_unencodable(step_id, item, ex, key_of))
         lines.append(b"")
         return [("", Encoded(b"\n".join(lines) if len(lines) > 1 else b"", failed))]
 
@@ -332,7 +337,7 @@ def write_json(
     keyed by `key_of(item)`. Returns the dead letters of items that strict
     JSON cannot hold, for the flow's error output."""
     if path:
-        encoded: Stream[Any] = op.flat_map_batch(f"{step_id}_encode", up, _file_encoder(step_id))
+        encoded: Stream[Any] = op.flat_map_batch(f"{step_id}_encode", up, _file_encoder(step_id, key_of))
         op.output(step_id, encoded, JsonLinesSink(path))
     else:
         encoded = op.flat_map_batch(f"{step_id}_encode", up, _kafka_encoder(step_id, key_of))

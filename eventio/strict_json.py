@@ -151,13 +151,13 @@ def _plain(obj: Any) -> bool:
             if c is float:
                 if not plain_float(v):
                     return False
-            elif c is dict or c is list or c is tuple:
+            elif c is dict or c is list or isinstance(v, tuple):  # named tuples are arrays to both
                 if not _plain(v):
                     return False
             else:
                 return False
         return True
-    if cls is list or cls is tuple:
+    if cls is list or isinstance(obj, tuple):
         for v in obj:
             if not _plain(v):
                 return False

@@ -42,7 +42,7 @@ from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_output
 from operators.end_of_input import FireAtEndOfInput
 from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK, BoundedOutOfOrderness
-from operators.keyed import system_clock_ms
+from operators.keyed import key_by, system_clock_ms
 from operators.triggers import CountOrTimeoutTrigger
 from operators.window_operator import AggregateFunction, WindowResult
 from operators.windowing import window
@@ -106,7 +106,7 @@ def build(**overrides: Any) -> Dataflow:
     src = read_events(flow, "read", cfg)
     batches = window(
         "batches",
-        op.key_on("by_user", src.events, attrgetter("user_id")),
+        key_by("by_user", src.events, attrgetter("user_id")),
         assigner=GlobalWindows(),
         trigger=FireAtEndOfInput(CountOrTimeoutTrigger(count, timeout)),
         aggregate=BatchStats(),

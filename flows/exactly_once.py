@@ -39,6 +39,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import UnencodableResultError, read_events, split_dead_letters, write_dead_letters
+from operators.keyed import key_by
 from recovery.epoch_interval import epoch_interval_s
 from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_output
 
@@ -98,7 +99,7 @@ def build(**overrides: Any) -> Dataflow:
 
     flow = Dataflow("exactly_once")
     src = read_events(flow, "read", cfg)
-    by_user = op.key_on("by_user", src.events, attrgetter("user_id"))
+    by_user = key_by("by_user", src.events, attrgetter("user_id"))
     stats = op.stateful_map("running_stats", by_user, running_stats)
     messages, unencodable = split_dead_letters("encoded", op.map("encode", stats, _result_message))
     if cfg.error_output_path:

@@ -34,6 +34,7 @@ from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
 from operators.eventtime import BoundedOutOfOrderness
+from operators.keyed import key_by
 from operators.nfa import Match
 from operators.pattern_matching import match_pattern
 from operators.patterns import Pattern
@@ -101,7 +102,7 @@ def build(**overrides: Any) -> Dataflow:
     src = read_events(flow, "read", cfg)
     found = match_pattern(
         "fraud",
-        op.key_on("by_user", src.events, attrgetter("user_id")),
+        key_by("by_user", src.events, attrgetter("user_id")),
         pattern,
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(bound),

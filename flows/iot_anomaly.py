@@ -53,7 +53,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
 from operators.co_process import Collector, Context
 from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import keyed_event_time, system_clock_ms
+from operators.keyed import key_by, keyed_event_time, system_clock_ms
 from operators.keyed_process import KeyedProcess, KeyedProcessFunction
 from operators.window_operator import Aggregate, WindowResult
 from operators.windowing import window
@@ -159,7 +159,7 @@ def build(**overrides: Any) -> Dataflow:
     src = require("readings", read_events(flow, "read", cfg), "device_id", "value")
     minutes = window(
         "minutes",
-        op.key_on("by_device", src.events, attrgetter("device_id")),
+        key_by("by_device", src.events, attrgetter("device_id")),
         assigner=TumblingEventTimeWindows(setting("window_ms", MINUTE, rest)),
         allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
         aggregate=Aggregate.mean(attrgetter("value")),

@@ -59,6 +59,7 @@ from eventio.flowio import read_events, write_dead_letters, write_late, write_ou
 from operators.co_process import Collector, Context, KeyedCoProcessFunction
 from operators.eventtime import MIN_WATERMARK, BoundedOutOfOrderness
 from operators.joins import co_process
+from operators.keyed import key_by
 from operators.window_operator import AggregateFunction, WindowResult
 from operators.windowing import window
 from operators.windows import SlidingEventTimeWindows
@@ -231,7 +232,7 @@ def build(**overrides: Any) -> Dataflow:
 
     flow = Dataflow("ml_features")
     src = read_events(flow, "read", cfg)
-    by_user = op.key_on("by_user", src.events, attrgetter("user_id"))
+    by_user = key_by("by_user", src.events, attrgetter("user_id"))
     activity = window(
         "activity",
         by_user,

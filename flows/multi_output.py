@@ -64,6 +64,7 @@ from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_json, write_late, write_output
 from operators.eventtime import BoundedOutOfOrderness
+from operators.keyed import key_by
 from operators.window_operator import Aggregate, WindowResult
 from operators.windowing import window
 from operators.windows import TumblingEventTimeWindows
@@ -163,7 +164,7 @@ def build(**overrides: Any) -> Dataflow:
 
     counts = window(
         "per_minute",
-        op.key_on("by_type", valid, attrgetter("event_type")),
+        key_by("by_type", valid, attrgetter("event_type")),
         assigner=TumblingEventTimeWindows(setting("metrics_window_ms", MINUTE, rest)),
         allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
         aggregate=Aggregate.count(),

@@ -75,7 +75,7 @@ from operators.broadcast_state import BroadcastContext, KeyedBroadcastContext, K
 from operators.co_process import Collector
 from operators.eventtime import BoundedOutOfOrderness
 from operators.joins import broadcast_process
-from operators.keyed import system_clock_ms
+from operators.keyed import key_by, system_clock_ms
 from operators.token_bucket import TokenBucket
 
 DEFAULTS_PATH = Path(__file__).resolve().parent / "config" / "tenants.jsonl"
@@ -277,7 +277,7 @@ def build(**overrides: Any) -> Dataflow:
     configs, config_errors = tenant_configs(flow, cfg, config_path, config_topic)
     gated = broadcast_process(
         "gate",
-        op.key_on("by_tenant", src.events, attrgetter("tenant_id")),
+        key_by("by_tenant", src.events, attrgetter("tenant_id")),
         configs,
         function=TenantGate(initial),
         timestamp_of=attrgetter("timestamp"),

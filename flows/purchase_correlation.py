@@ -28,6 +28,7 @@ from eventio.event import Event
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
 from operators.eventtime import BoundedOutOfOrderness
 from operators.joins import interval_join
+from operators.keyed import key_by
 
 MINUTE = 60_000
 
@@ -61,8 +62,8 @@ def build(**overrides: Any) -> Dataflow:
                                               topics=[setting("purchases_topic", "purchases", rest)]), "amount")
     joined = interval_join(
         "correlate",
-        op.key_on("actions_by_user", actions.events, attrgetter("user_id")),
-        op.key_on("purchases_by_user", purchases.events, attrgetter("user_id")),
+        key_by("actions_by_user", actions.events, attrgetter("user_id")),
+        key_by("purchases_by_user", purchases.events, attrgetter("user_id")),
         lower_ms=setting("lower_ms", -5 * MINUTE, rest),
         upper_ms=setting("upper_ms", 5 * MINUTE, rest),
         upper_inclusive=False,

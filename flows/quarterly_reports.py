@@ -41,6 +41,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.event import Event
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
 from operators.eventtime import BoundedOutOfOrderness
+from operators.keyed import key_by
 from operators.window_operator import AggregateFunction, WindowResult
 from operators.windowing import window
 from operators.windows import CalendarWindows
@@ -111,7 +112,7 @@ def build(**overrides: Any) -> Dataflow:
     src = require("regional", read_events(flow, "read", cfg), "region")
     quarters = window(
         "quarters",
-        op.key_on("by_region", src.events, attrgetter("region")),
+        key_by("by_region", src.events, attrgetter("region")),
         assigner=CalendarWindows("quarter", tz),
         allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
         aggregate=CountAndTotal(),

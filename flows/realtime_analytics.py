@@ -32,7 +32,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.flowio import read_events, require, write_dead_letters, write_json, write_late, write_output
 from operators.end_of_input import FireAtEndOfInput
 from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import system_clock_ms
+from operators.keyed import key_by, system_clock_ms
 from operators.triggers import ProcessingTimeTrigger
 from operators.window_operator import Aggregate, WindowResult
 from operators.windowing import window
@@ -88,7 +88,7 @@ def build(**overrides: Any) -> Dataflow:
 
     flow = Dataflow("realtime_analytics")
     src = require("valid", read_events(flow, "read", cfg), "category", "value")
-    by_category = op.key_on("by_category", src.events, attrgetter("category"))
+    by_category = key_by("by_category", src.events, attrgetter("category"))
     windows = window(
         "windows",
         by_category,
@@ -107,7 +107,7 @@ def build(**overrides: Any) -> Dataflow:
 
     summary = window(
         "late_summary",
-        op.key_on("late_by_category", late, attrgetter("category")),
+        key_by("late_by_category", late, attrgetter("category")),
         assigner=TumblingProcessingTimeWindows(summary_ms),
         trigger=FireAtEndOfInput(ProcessingTimeTrigger()),
         aggregate=Aggregate.count(),

@@ -29,6 +29,7 @@ from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
 from operators.eventtime import BoundedOutOfOrderness
+from operators.keyed import key_by
 from operators.window_operator import AggregateFunction, WindowResult
 from operators.windowing import window
 from operators.windows import EventTimeSessionWindows
@@ -103,7 +104,7 @@ def build(**overrides: Any) -> Dataflow:
 
     flow = Dataflow("session_analytics")
     src = read_events(flow, "read", cfg)
-    by_user = op.key_on("by_user", src.events, attrgetter("user_id"))
+    by_user = key_by("by_user", src.events, attrgetter("user_id"))
     sessions = window(
         "sessions",
         by_user,

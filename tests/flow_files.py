@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import msgspec
 from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
@@ -15,8 +16,10 @@ OUTPUTS = ("output", "late_output", "error_output")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file; none if the flow never wrote it."""
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    """The records of a JSON-lines file, each line parsed strictly (RFC 8259:
+    no `NaN`/`Infinity`, no lone surrogates, UTF-8), so every flow test also
+    checks its outputs are strict JSON; none if the flow never wrote it."""
+    return [msgspec.json.decode(x) for x in path.read_bytes().splitlines()] if path.exists() else []
 
 
 def output_multisets(run_dir: Path, input_name: str, drop: Iterable[str] = ()) -> dict[str, Counter[str]]:

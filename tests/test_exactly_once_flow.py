@@ -107,3 +107,25 @@ def test_a_lone_record_on_an_idle_partition_is_visible_within_the_bound(
     (out,) = [o for o in committed_outputs(bs, f"{topic}-out") if o["event_id"] == "lone"]
     assert out == {"user_id": "lonely-user", "event_id": "lone", "count": 1, "running_avg": 1.0}
     print(f"lone record visible after {latency:.2f}s")
+
+
+def test_an_overflowing_average_is_a_dead_letter_in_the_same_transactions(
+    broker: EmbeddedBroker, running_flow: tuple[str, FlowProcess]
+) -> None:
+    """Two values of 1e308 make the running average infinite: that output is
+    not committed as `Infinity` or `null` but as a dead letter keyed by the
+    user, and the flow goes on."""
+    bs = broker.bootstrap_servers
+    topic, flow = running_flow
+    huge = [{"event_id": f"o{i}", "user_id": "overflow", "event_type": "t", "timestamp": i, "value": 1e308}
+            for i in range(2)]
+    after = {"event_id": "o-after", "user_id": "after-overflow", "event_type": "t", "timestamp": 3, "value": 2.0}
+    produce(bs, f"{topic}-in", [*huge, after])
+    assert wait_until(lambda: any(o["event_id"] == "o-after" for o in committed_outputs(bs, f"{topic}-out")), 30), \
+        flow.log_tail()
+    outs = {o["event_id"]: o for o in committed_outputs(bs, f"{topic}-out") if o["event_id"].startswith("o")}
+    assert outs == {"o0": {"user_id": "overflow", "event_id": "o0", "count": 1, "running_avg": 1e308},
+                    "o-after": {"user_id": "after-overflow", "event_id": "o-after", "count": 1, "running_avg": 2.0}}
+    assert wait_until(lambda: any(d.key == b"overflow" for d in read_committed(bs, f"{topic}-dlq")), 30)
+    (dead,) = [d for d in read_committed(bs, f"{topic}-dlq") if d.key == b"overflow"]
+    assert dead.value == b'{"user_id":"overflow","event_id":"o1","count":2,"running_avg":Infinity}'
