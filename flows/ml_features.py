@@ -27,7 +27,9 @@ with purchase history and scored by a pluggable model.
 One output per window: `{"user_id", "window_end", "events", "page_views",
 "clicks", "add_to_carts", "purchases", "spend", "distinct_categories",
 "sessions", "lifetime_purchases", "lifetime_spend", "score"}` (amounts
-rounded to cents; the score is computed from the values as written).
+rounded to cents; the score is computed from the values as written). The
+windows have no allowed lateness, so each fires once, on time: no record
+replaces another, and the records carry no `supersedes`.
 
 | variable | default | meaning |
 |---|---|---|
