@@ -88,12 +88,13 @@ class Transition:
 
     take: Callable[..., bool]
     until: Optional[Callable[..., bool]]
+    stop: Optional[Callable[..., bool]]
     guard: Optional[Callable[..., bool]]
     guard_until: Optional[Callable[..., bool]]
 
     __slots__ = (
-        "kind", "stage", "contiguity", "take", "take_iter", "until", "until_iter", "guard",
-        "guard_iter", "guard_until", "guard_until_iter", "next_nots", "followed_nots", "needs_ctx",
+        "kind", "stage", "contiguity", "take", "take_iter", "until", "until_iter", "stop", "stop_iter",
+        "guard", "guard_iter", "guard_until", "guard_until_iter", "next_nots", "followed_nots", "needs_ctx",
     )
 
     def __init__(
@@ -103,6 +104,7 @@ class Transition:
         contiguity: int = STRICT,
         take: Optional[Check] = None,
         until: Optional[Check] = None,
+        stop: Optional[Check] = None,
         guard: Optional[Check] = None,
         guard_until: Optional[Check] = None,
         next_nots: tuple[Check, ...] = (),
@@ -113,11 +115,13 @@ class Transition:
         self.contiguity = contiguity
         self.take, self.take_iter = take if take is not None else (_always, False)
         self.until, self.until_iter = _split(until)
+        self.stop, self.stop_iter = _split(stop)
+        """`until` kills a waiting loop; `stop` only keeps a first event out."""
         self.guard, self.guard_iter = _split(guard)
         self.guard_until, self.guard_until_iter = _split(guard_until)
         self.next_nots = next_nots
         self.followed_nots = followed_nots
-        checks = [c for c in (take, until, guard, guard_until) if c is not None]
+        checks = [c for c in (take, until, stop, guard, guard_until) if c is not None]
         self.needs_ctx = any(it for _, it in checks + list(next_nots) + list(followed_nots))
 
 
@@ -291,7 +295,7 @@ class NFA:
         only = self._start[0] if len(self._start) == 1 else None
         self._simple_start = (
             only.take
-            if only is not None and not only.take_iter and only.guard is None and only.until is None
+            if only is not None and not only.take_iter and only.guard is None and only.stop is None
             else None
         )
         self._simple_start_stage = only.stage if only is not None else -1
@@ -329,7 +333,7 @@ class NFA:
             m,
             target.outer,
             target.take,
-            until=target.until,
+            stop=target.until,
             guard=None if guard_stage is None else guard_stage.take,
             guard_until=None if guard_stage is None else guard_stage.until,
             next_nots=next_nots,
@@ -414,8 +418,7 @@ class NFA:
                         continue
                     new.append((tid, count, node, sts, sseq, False, guard_on) if fresh else p)
                     continue
-                stopped = t.until is not None and _holds(t.until, t.until_iter, event, ctx)
-                if stopped and kind == LOOP:
+                if t.until is not None and _holds(t.until, t.until_iter, event, ctx):
                     continue
                 if guard_on:
                     if fresh and t.guard_until is not None and _holds(t.guard_until, t.guard_until_iter, event, ctx):
@@ -425,7 +428,7 @@ class NFA:
                 if fresh and t.next_nots and _any_holds(t.next_nots, event, ctx):
                     continue
                 taken = t.take(event, ctx) if t.take_iter else t.take(event)
-                if taken and not stopped:
+                if taken and (t.stop is None or not _holds(t.stop, t.stop_iter, event, ctx)):
                     take(t.stage, count + 1 if kind == LOOP else 1, node, event, seq, sts, sseq, new, done)
                 contiguity = t.contiguity
                 if contiguity == STRICT or (taken and contiguity == RELAXED):
@@ -461,7 +464,7 @@ class NFA:
                 exempt = t.guard_until is not None and _holds(t.guard_until, t.guard_until_iter, event, ctx)
                 if not exempt and _holds(t.guard, t.guard_iter, event, ctx):
                     continue
-            if t.until is not None and _holds(t.until, t.until_iter, event, ctx):
+            if t.stop is not None and _holds(t.stop, t.stop_iter, event, ctx):
                 continue
             if _holds(t.take, t.take_iter, event, ctx):
                 self.started = True

@@ -470,14 +470,15 @@ class _FixedWindows(WindowOperator[V]):
 
     def _fire_all(self, start: int, end: int, accs: dict[str, Any], wm: int) -> None:
         """The on-time firing of window `[start, end)` for every key."""
+        first = _FIRST
         if self.process is not None:
             for key, acc in accs.items():
-                self._emit(key, start, end, acc, _FIRST, wm)
+                self._emit(key, start, end, acc, first, wm)
             return
         result = self._result
         append = self.emitted.append
         for key, acc in accs.items():
-            append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), _FIRST, wm)))))
+            append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), first, wm)))))
 
     def _late_firing(self, key: str, start: int, acc: Any, replaces: bool, wm: int) -> None:
         """Fire window `start` of `key` for a late element; `replaces` when the
