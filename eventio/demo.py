@@ -103,9 +103,13 @@ def run_flow(bootstrap: str) -> float:
 def summarize(bootstrap: str, produced: int, seconds: float) -> str:
     """A readable summary of what the flow wrote."""
     firings = [json.loads(v) for _, v in read_topic(bootstrap, OUT) if v]
-    # A late update re-fires a session window; keep its last firing. (A merge
-    # or a session re-opened after cleanup gives a new window, counted apart.)
-    windows = {(f["user_id"], f["session_start"], f["session_end"]): f for f in firings}
+    # Apply each firing as a table would: drop the sessions it supersedes
+    # (its own earlier firing, sessions a late event merged), keep it.
+    windows: dict[tuple[str, int, int], dict] = {}
+    for f in firings:
+        for start, end in f["supersedes"]:
+            windows.pop((f["user_id"], start, end), None)
+        windows[(f["user_id"], f["session_start"], f["session_end"])] = f
     spend: Counter[str] = Counter()
     for w in windows.values():
         spend[w["user_id"]] += w["total_spent"]

@@ -52,7 +52,7 @@ EVENT_TIME_LAG = Gauge(
     ["step"],
 )
 WINDOW_FIRINGS = Counter(
-    "stream_window_firings", 'Window results emitted (late="true": re-firings caused by late events)', ["step", "late"]
+    "stream_window_firings", 'Window results emitted (late="true": results superseding an earlier one)', ["step", "late"]
 )
 STATE_ENTRIES = Gauge("stream_state_entries", "Entries a step holds in its state, by what they are", ["step", "kind"])
 SNAPSHOT_SECONDS = Histogram(

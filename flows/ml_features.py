@@ -27,7 +27,9 @@ with purchase history and scored by a pluggable model.
 One output per window: `{"user_id", "window_end", "events", "page_views",
 "clicks", "add_to_carts", "purchases", "spend", "distinct_categories",
 "sessions", "lifetime_purchases", "lifetime_spend", "score"}` (amounts
-rounded to cents; the score is computed from the values as written).
+rounded to cents; the score is computed from the values as written). The
+windows have no allowed lateness, so each fires once, on time: no record
+replaces another, and the records carry no `supersedes`.
 
 | variable | default | meaning |
 |---|---|---|
@@ -36,6 +38,7 @@ rounded to cents; the score is computed from the values as written).
 | `SLIDE_MS` | `300000` | feature window slide |
 | `SESSION_GAP_MS` | `1800000` | inactivity that separates sessions within a window |
 | `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the watermark |
+| `IDLE_TIMEOUT_MS` | `0` (off) | input partitions (and the window results, an input of the co-process) silent this long stop holding the watermark of the activity windows and of the history co-process; a purchase then arriving behind it is counted from the next window on |
 | `SHARDS` | `32` | state shards |
 
     python -m bytewax.run flows.ml_features:flow
@@ -220,13 +223,14 @@ def scored_record(model: Model) -> Any:
 def build(**overrides: Any) -> Dataflow:
     """The flow, configured by the environment and `overrides`
     (`model_path`, `model`, `window_ms`, `slide_ms`, `session_gap_ms`,
-    `watermark_bound_ms`, `shards`, IO settings)."""
+    `watermark_bound_ms`, `idle_timeout_ms`, `shards`, IO settings)."""
     io, rest = split_overrides(overrides)
     cfg = IOConfig.from_env(io)
     model: Model = rest.get("model") or LogisticModel.from_file(setting("model_path", str(DEFAULT_MODEL_PATH), rest))
     if not callable(getattr(model, "score", None)):
         raise ModelError(f"model must have a score(features) method, got {model!r}")
     bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
+    idle = setting("idle_timeout_ms", 0, rest) or None
     shards = setting("shards", 32, rest)
     metrics.serve_from_env()
 
@@ -242,6 +246,7 @@ def build(**overrides: Any) -> Dataflow:
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),
         expected_channels=src.channels,
+        idle_timeout_ms=idle,
         shards=shards,
     )
     enriched = co_process(
@@ -253,6 +258,7 @@ def build(**overrides: Any) -> Dataflow:
         watermarks=(lambda: BoundedOutOfOrderness(0), lambda: BoundedOutOfOrderness(bound)),
         partition_of=lambda v: v.channel if v.__class__ is Event else "windows",
         expected_channels=(1, src.channels),
+        idle_timeout_ms=idle,
         shards=shards,
     )
     unencodable = [

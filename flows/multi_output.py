@@ -25,8 +25,10 @@ Outputs:
 - **metrics** (`METRICS_OUTPUT_PATH` / `METRICS_TOPIC`, keyed by
   `event_type`): valid events counted per `event_type` in tumbling
   `METRICS_WINDOW_MS` (1 min) event-time windows, `{"event_type",
-  "window_start", "window_end", "count", "is_late_update"}`; watermark bound 2
-  min. Events too late for their minute go to the late output (they are
+  "window_start", "window_end", "count", "is_late_update", "supersedes"}`;
+  watermark bound 2 min; with `ALLOWED_LATENESS_MS`, a late event re-fires
+  its minute with `supersedes: [[window_start, window_end]]` (the record it
+  replaces; `[]` for a first record). Events too late for their minute go to the late output (they are
   still in the main, audit and error outputs, which do not depend on time).
 
 | variable | default | meaning |
@@ -131,7 +133,7 @@ def dead_letter_record(letter: DeadLetter) -> dict[str, Any]:
 def metrics_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
     event_type, r = item
     return {"event_type": event_type, "window_start": r.window_start, "window_end": r.window_end,
-            "count": r.value, "is_late_update": r.is_late_update}
+            "count": r.value, "is_late_update": r.is_late_update, "supersedes": r.supersedes}
 
 
 def build(**overrides: Any) -> Dataflow:

@@ -11,6 +11,13 @@ gives one output `{"purchase_id", "user_id", "amount", "action_event_id",
 "action_type", "action_timestamp", "purchase_timestamp"}`. Late actions and
 purchases go to the late output as event JSON.
 
+When one input stops (purchases stop arriving, say), its watermark stops
+and holds the operator's back, so the other input's elements are never
+freed. `IDLE_TIMEOUT_MS` (0 = off) leaves an input partition silent for
+that long out of the watermark (Flink's `withIdleness`), so the join's state
+stays bounded by the interval; an element the quiet input sends later, behind
+the watermark the other input moved on, goes to the late output.
+
     python -m bytewax.run flows.purchase_correlation:flow
 """
 
@@ -49,10 +56,12 @@ def correlation(action: Event, purchase: Event) -> dict[str, Any]:
 def build(**overrides: Any) -> Dataflow:
     """The flow, configured by the environment and `overrides`
     (`actions_path`, `actions_topic`, `purchases_path`, `purchases_topic`,
-    `lower_ms`, `upper_ms`, `watermark_bound_ms`, `shards`, IO settings)."""
+    `lower_ms`, `upper_ms`, `watermark_bound_ms`, `idle_timeout_ms`,
+    `shards`, IO settings)."""
     io, rest = split_overrides(overrides)
     cfg = IOConfig.from_env(io)
     bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
+    idle = setting("idle_timeout_ms", 0, rest)
     metrics.serve_from_env()
 
     flow = Dataflow("purchase_correlation")
@@ -72,6 +81,7 @@ def build(**overrides: Any) -> Dataflow:
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),
         expected_channels=(actions.channels, purchases.channels),
+        idle_timeout_ms=idle or None,
         shards=setting("shards", 32, rest),
     )
     unencodable = [

@@ -8,12 +8,14 @@ before); watermark bound 2 min; events beyond the allowed lateness go to the
 late output.
 
 One output per firing: `{"region", "year", "quarter", "window_start",
-"window_end", "event_count", "total_amount", "is_late_update"}` where `year`
+"window_end", "event_count", "total_amount", "is_late_update", "supersedes"}` where `year`
 and `quarter` (1-4) name the local quarter, `window_start`/`window_end` are
 its bounds in epoch ms (end exclusive), `event_count` counts the region's
 events and `total_amount` sums their `amount` (events without one add 0),
 rounded to cents. With allowed lateness, an event arriving after its quarter
-fired re-fires it with the updated totals and `is_late_update: true`.
+fired re-fires it with the updated totals, `supersedes: [[window_start,
+window_end]]` (the record it replaces) and `is_late_update: true`; a first
+record has `supersedes: []`.
 
 | variable | default | meaning |
 |---|---|---|
@@ -92,6 +94,7 @@ def quarter_record(tz: ZoneInfo) -> Callable[[tuple[str, WindowResult]], dict[st
             "event_count": count,
             "total_amount": round(total, 2),
             "is_late_update": r.is_late_update,
+            "supersedes": r.supersedes,
         }
 
     return record

@@ -3,7 +3,10 @@
 Key `category`; tumbling 5-minute event-time windows; watermark bound 2 min;
 allowed lateness 10 min. One output per firing: `{"category",
 "window_start", "window_end", "event_count", "average_value",
-"is_late_update", "watermark"}`. Events beyond the allowed lateness go to the
+"is_late_update", "supersedes", "watermark"}`; a late event re-fires its
+window with the updated values, `supersedes: [[window_start, window_end]]`
+and `is_late_update: true`, while a window's first record (even one a late
+event opened) has `supersedes: []`. Events beyond the allowed lateness go to the
 late output; they are also counted per category per hour of processing time
 into a late-data summary `{"category", "window_start", "window_end",
 "late_events"}` (to `LATE_SUMMARY_PATH`, else next to `OUTPUT_PATH` when that is
@@ -52,6 +55,7 @@ def window_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
         "event_count": count,
         "average_value": mean,
         "is_late_update": r.is_late_update,
+        "supersedes": r.supersedes,
         "watermark": r.watermark,
     }
 

@@ -3,14 +3,18 @@
 Key `user_id`; event-time session windows whose gap comes from each event's
 type (login 30 min, purchase 60 min, page_view 10 min, idle 2 min, anything
 else 15 min), merged as Flink's `MergingWindowSet` does; watermark bound
-2 min; allowed lateness 5 min, late updates re-fire the session with
-`is_late_update` set; events beyond it go to the late output.
+2 min; allowed lateness 5 min: a late event re-fires its session, or merges
+sessions that already fired; events beyond it go to the late output.
 
 One output per firing:
 `{"user_id", "session_start", "session_end", "duration_ms", "event_count",
-"page_views", "purchases", "total_spent", "is_late_update"}` where
-`session_end` is the window's exclusive end (last event + its gap) and
-`duration_ms = session_end - session_start`.
+"page_views", "purchases", "total_spent", "is_late_update", "supersedes"}`
+where `session_end` is the window's exclusive end (last event + its gap),
+`duration_ms = session_end - session_start`, and `supersedes` lists the
+`[session_start, session_end]` of the user's earlier records this one
+replaces (the session itself when it re-fires, the merged sessions when a
+late event joined sessions that had fired; `[]` for a first record);
+`is_late_update` is true exactly when `supersedes` is not empty.
 
     python -m bytewax.run flows.session_analytics:flow
 """
@@ -82,6 +86,7 @@ def session_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
         "purchases": purchases,
         "total_spent": round(spent, 2),
         "is_late_update": r.is_late_update,
+        "supersedes": r.supersedes,
     }
 
 

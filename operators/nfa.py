@@ -7,10 +7,14 @@ edges are resolved at compile time, so a partial match is split into one
 waiting copy per possible next pattern as soon as it takes an event:
 
 - `LOOP`: the next event continues the current looping/times pattern, under
-  its inner contiguity and `until` condition;
+  its inner contiguity and `until` condition (an event satisfying `until`
+  ends the loop: it is neither taken nor skipped);
 - `ENTER`: the next event is the first of a later pattern (optional patterns
   in between skipped), under that pattern's contiguity, the NOT patterns
-  right after the last accepted event and the guard of a greedy pattern;
+  right after the last accepted event and the guard of a greedy pattern; an
+  event satisfying the pattern's `until` is never taken, not even as its
+  first (Flink's take condition `condition AND NOT until`), while skipping
+  it follows the contiguity as for any event;
 - `AWAIT`: the sequence ends with `not_next`: the next event completes the
   match unless it matches a NOT condition;
 - `PENDING`: the sequence ends with `not_followed_by`: the match completes
@@ -84,12 +88,13 @@ class Transition:
 
     take: Callable[..., bool]
     until: Optional[Callable[..., bool]]
+    stop: Optional[Callable[..., bool]]
     guard: Optional[Callable[..., bool]]
     guard_until: Optional[Callable[..., bool]]
 
     __slots__ = (
-        "kind", "stage", "contiguity", "take", "take_iter", "until", "until_iter", "guard",
-        "guard_iter", "guard_until", "guard_until_iter", "next_nots", "followed_nots", "needs_ctx",
+        "kind", "stage", "contiguity", "take", "take_iter", "until", "until_iter", "stop", "stop_iter",
+        "guard", "guard_iter", "guard_until", "guard_until_iter", "next_nots", "followed_nots", "needs_ctx",
     )
 
     def __init__(
@@ -99,6 +104,7 @@ class Transition:
         contiguity: int = STRICT,
         take: Optional[Check] = None,
         until: Optional[Check] = None,
+        stop: Optional[Check] = None,
         guard: Optional[Check] = None,
         guard_until: Optional[Check] = None,
         next_nots: tuple[Check, ...] = (),
@@ -109,11 +115,13 @@ class Transition:
         self.contiguity = contiguity
         self.take, self.take_iter = take if take is not None else (_always, False)
         self.until, self.until_iter = _split(until)
+        self.stop, self.stop_iter = _split(stop)
+        """`until` kills a waiting loop; `stop` only keeps a first event out."""
         self.guard, self.guard_iter = _split(guard)
         self.guard_until, self.guard_until_iter = _split(guard_until)
         self.next_nots = next_nots
         self.followed_nots = followed_nots
-        checks = [c for c in (take, until, guard, guard_until) if c is not None]
+        checks = [c for c in (take, until, stop, guard, guard_until) if c is not None]
         self.needs_ctx = any(it for _, it in checks + list(next_nots) + list(followed_nots))
 
 
@@ -286,7 +294,9 @@ class NFA:
         self._start = self._start_transitions()
         only = self._start[0] if len(self._start) == 1 else None
         self._simple_start = (
-            only.take if only is not None and not only.take_iter and only.guard is None else None
+            only.take
+            if only is not None and not only.take_iter and only.guard is None and only.stop is None
+            else None
         )
         self._simple_start_stage = only.stage if only is not None else -1
         self._skip = compiled.skip.kind
@@ -323,6 +333,7 @@ class NFA:
             m,
             target.outer,
             target.take,
+            stop=target.until,
             guard=None if guard_stage is None else guard_stage.take,
             guard_until=None if guard_stage is None else guard_stage.until,
             next_nots=next_nots,
@@ -417,7 +428,7 @@ class NFA:
                 if fresh and t.next_nots and _any_holds(t.next_nots, event, ctx):
                     continue
                 taken = t.take(event, ctx) if t.take_iter else t.take(event)
-                if taken:
+                if taken and (t.stop is None or not _holds(t.stop, t.stop_iter, event, ctx)):
                     take(t.stage, count + 1 if kind == LOOP else 1, node, event, seq, sts, sseq, new, done)
                 contiguity = t.contiguity
                 if contiguity == STRICT or (taken and contiguity == RELAXED):
@@ -453,6 +464,8 @@ class NFA:
                 exempt = t.guard_until is not None and _holds(t.guard_until, t.guard_until_iter, event, ctx)
                 if not exempt and _holds(t.guard, t.guard_iter, event, ctx):
                     continue
+            if t.stop is not None and _holds(t.stop, t.stop_iter, event, ctx):
+                continue
             if _holds(t.take, t.take_iter, event, ctx):
                 self.started = True
                 self._take(t.stage, 1, None, event, seq, ts, seq, new, done)

@@ -284,8 +284,10 @@ class Pattern:
         return dataclasses.replace(self, condition=self.condition.either(new))
 
     def until(self, cond: ConditionArg) -> "Pattern":
-        """Stop condition of a looping pattern: once an event matches it, the
-        loop accepts no more events (the event may still match what follows)."""
+        """Stop condition of a looping pattern: an event that matches it is
+        never taken into the loop, not even as its first event, and ends a
+        loop already started (the event may still match what follows), as
+        Flink's take condition `condition AND NOT until`."""
         self._check_positive("until")
         if self.quantifier.kind != "looping":
             raise MalformedPatternError(

@@ -11,8 +11,9 @@ outer, rights inner. A window with elements of only one side emits nothing
 (an inner join). Lateness, allowed lateness, triggers and merging sessions are
 the window operator's: an element whose windows are all late goes to `late`
 as `(key, (side, element))`; a window re-firing for a late element (within
-the allowed lateness) emits all its pairs again, as in Flink. Plain Python, no
-Bytewax import.
+the allowed lateness) emits all its pairs again, as in Flink, each result
+carrying the firing's `supersedes` (the window itself: replace all pairs of
+its earlier firing). Plain Python, no Bytewax import.
 """
 
 from __future__ import annotations

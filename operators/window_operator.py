@@ -11,8 +11,7 @@ Bytewax. Rules, as in Flink:
 - The trigger decides when a window fires (FIRE emits, PURGE drops the
   contents). With the default event-time trigger a window fires when the
   watermark reaches its max timestamp, and an element added to a window the
-  watermark already passed (within the allowed lateness) re-fires it at once,
-  marked `is_late_update=True`.
+  watermark already passed (within the allowed lateness) fires it at once.
 - Window state is freed at cleanup time, `max_timestamp + allowed_lateness` in
   event time (`max_timestamp` in processing time); global windows never.
 - Merging (session) windows that intersect merge their contents (aggregate
@@ -20,6 +19,16 @@ Bytewax. Rules, as in Flink:
 
 Results go to port `down` as `(key, WindowResult)`; elements an assigner
 rejects (`InvalidElement`) go to port `invalid` as `(key, (value, reason))`.
+
+Supersession (an extension; Flink leaves it to the user): every result lists
+in `supersedes` the windows of its key whose latest earlier result it
+replaces, because its contents include theirs: nothing for a window's first
+result, the window itself when it fires again, the sessions' earlier-fired
+windows when they merged into it. A purge drops the contents, so the next
+result of that window replaces nothing: the earlier one stays final. A
+consumer that deletes the latest row of every window in `supersedes` and then
+writes the new result holds exactly the results no later result replaced.
+`is_late_update` is `bool(supersedes)`.
 
 Window functions: an incremental `AggregateFunction` (`create`, `add(acc,
 value)`, `merge`, `result`), a process function `(key, window, elements,
@@ -174,23 +183,37 @@ class Aggregate(AggregateFunction[V, A, R]):
 
 
 class WindowResult(NamedTuple):
-    """One firing of one window of one key."""
+    """One firing of one window of one key. `supersedes`: the windows of the
+    key whose latest earlier result this one replaces, sorted (see the module
+    docstring); every value of one firing carries the same."""
 
     key: str
     window_start: int
     window_end: int
     value: Any
-    is_late_update: bool
+    supersedes: tuple[Window, ...]
     watermark: int
 
     @property
     def window(self) -> Window:
         return Window(self.window_start, self.window_end)
 
+    @property
+    def is_late_update(self) -> bool:
+        """Whether this result replaces an earlier one."""
+        return bool(self.supersedes)
+
 
 _new_tuple = tuple.__new__
 """`_new_tuple(WindowResult, fields)` builds a result without the Python-level
 `__new__` of named tuples; results are built on every firing."""
+
+_FIRST: tuple[Window, ...] = ()
+"""`supersedes` of a result that replaces nothing."""
+
+SNAPSHOT_FORMAT = 2
+"""Snapshots are `(engine, state, SNAPSHOT_FORMAT)`; format 1, `(engine,
+state)`, was written before results carried `supersedes` and still restores."""
 
 
 class _Missing:
@@ -305,17 +328,17 @@ class WindowOperator(EventTimeLogic[V]):
         self._merge = contents.merge
         self._result = contents.result
 
-    def _emit(self, key: str, start: int, end: int, acc: Any, late: bool, wm: int) -> None:
+    def _emit(self, key: str, start: int, end: int, acc: Any, supersedes: tuple[Window, ...], wm: int) -> None:
         """Evaluate a window's contents and emit its result(s) on `down`."""
         process = self.process
         if process is None:
-            result = _new_tuple(WindowResult, (key, start, end, self._result(acc), late, wm))
+            result = _new_tuple(WindowResult, (key, start, end, self._result(acc), supersedes, wm))
             self.emitted.append(("down", (key, result)))
             return
         elements = list(acc) if self.aggregate is None else [self._result(acc)]
         append = self.emitted.append
         for value in process(key, Window(start, end), elements, wm):
-            append(("down", (key, _new_tuple(WindowResult, (key, start, end, value, late, wm)))))
+            append(("down", (key, _new_tuple(WindowResult, (key, start, end, value, supersedes, wm)))))
 
     def on_watermark(self, wm: int) -> None:
         self.advance(wm)
@@ -350,17 +373,18 @@ class WindowOperator(EventTimeLogic[V]):
         """Fire and free what is due at watermark `wm`, a timer for time `t`
         firing at watermark `path.at(t)` (`wm` without a path)."""
 
-    def _tagged(self, state: Any) -> tuple[str, Any]:
-        return (type(self).__name__, state)
+    def _tagged(self, state: Any) -> tuple[str, Any, int]:
+        return (type(self).__name__, state, SNAPSHOT_FORMAT)
 
-    def _untagged(self, snapshot: tuple[str, Any]) -> Any:
-        engine, state = snapshot
+    def _untagged(self, snapshot: tuple[Any, ...]) -> tuple[Any, int]:
+        """The engine's state and the snapshot's format."""
+        engine, state = snapshot[0], snapshot[1]
         if engine != type(self).__name__:
             raise ValueError(
                 f"snapshot was taken by {engine}, cannot restore into {type(self).__name__}: "
                 "the window assigner or trigger changed"
             )
-        return state
+        return state, snapshot[2] if len(snapshot) > 2 else 1
 
 
 def _can_merge(aggregate: AggregateFunction[Any, Any, Any]) -> bool:
@@ -395,6 +419,11 @@ class _FixedWindows(WindowOperator[V]):
     instead), `_to_free` every start, in cleanup order. Flat dicts of strings
     and accumulators also keep the garbage collector's work independent of
     the number of keys.
+
+    Supersession needs no state: once the watermark has passed a window,
+    every key with contents in it has had a result (on time, or at once for
+    its late elements), so a late element replaces the key's earlier result
+    exactly when the key already had contents there.
     """
 
     assigner: FixedSizeWindows
@@ -441,20 +470,27 @@ class _FixedWindows(WindowOperator[V]):
 
     def _fire_all(self, start: int, end: int, accs: dict[str, Any], wm: int) -> None:
         """The on-time firing of window `[start, end)` for every key."""
+        first = _FIRST
         if self.process is not None:
             for key, acc in accs.items():
-                self._emit(key, start, end, acc, False, wm)
+                self._emit(key, start, end, acc, first, wm)
             return
         result = self._result
         append = self.emitted.append
         for key, acc in accs.items():
-            append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, wm)))))
+            append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), first, wm)))))
+
+    def _late_firing(self, key: str, start: int, acc: Any, replaces: bool, wm: int) -> None:
+        """Fire window `start` of `key` for a late element; `replaces` when the
+        key had contents there before it."""
+        window = _new_tuple(Window, (start, start + self._size))
+        self._emit(key, start, window[1], acc, (window,) if replaces else _FIRST, wm)
 
     def snapshot(self) -> Any:
         return self._tagged((self._windows, self._to_fire, self._to_free))
 
     def restore(self, state: Any) -> None:
-        self._windows, self._to_fire, self._to_free = self._untagged(state)
+        self._windows, self._to_fire, self._to_free = self._untagged(state)[0]
 
     def state_size(self) -> int:
         return sum(len(accs) for accs in self._windows.values())
@@ -474,10 +510,10 @@ class _TumblingWindows(_FixedWindows[V]):
         accs = self._windows.get(start)
         if accs is None:
             accs = self._open(start, wm)
-        acc = accs.get(key, _MISSING)
-        acc = accs[key] = self._add(self._create() if acc is _MISSING else acc, value)
+        old = accs.get(key, _MISSING)
+        acc = accs[key] = self._add(self._create() if old is _MISSING else old, value)
         if max_ts <= wm:
-            self._emit(key, start, start + size, acc, True, wm)
+            self._late_firing(key, start, acc, old is not _MISSING, wm)
 
 
 class _SlidingWindows(_FixedWindows[V]):
@@ -502,10 +538,10 @@ class _SlidingWindows(_FixedWindows[V]):
             accs = windows.get(start)
             if accs is None:
                 accs = self._open(start, wm)
-            acc = accs.get(key, _MISSING)
-            acc = accs[key] = add(self._create() if acc is _MISSING else acc, value)
+            old = accs.get(key, _MISSING)
+            acc = accs[key] = add(self._create() if old is _MISSING else old, value)
             if start + size - 1 <= wm:
-                self._emit(key, start, start + size, acc, True, wm)
+                self._late_firing(key, start, acc, old is not _MISSING, wm)
         if skipped:
             self.emitted.append(("late", (key, value)))
 
@@ -535,6 +571,12 @@ class _EventTimeSessions(WindowOperator[V]):
     (`_catch_up`). With a million keys nearly every element makes some other
     key's session due, and one pass per batch costs far less than one per
     element.
+
+    Supersession: a session the watermark has passed has had a result in its
+    current form (once its key is caught up), so one that a late element
+    extends or merges replaces the result of each such session it absorbed.
+    When the merged session still lies ahead of the watermark, those windows
+    wait in `_replaced` (key -> windows, usually empty) until it fires.
     """
 
     assigner: SessionWindows
@@ -548,6 +590,8 @@ class _EventTimeSessions(WindowOperator[V]):
         self._count = 0
         self._deferred: Optional[Sequence[int]] = None
         """The steps of the path `advance_deferred` moved along, while firings wait."""
+        self._replaced: dict[str, list[Window]] = {}
+        """Fired windows absorbed into a session of the key that has not fired yet."""
 
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         gap = self._gap_ms
@@ -570,7 +614,7 @@ class _EventTimeSessions(WindowOperator[V]):
                 return
             acc = self._add(self._create(), value)
             self._count += 1
-            self._keys[key] = (self._touched(key, None, ts, end, acc, wm), ts, end, acc)
+            self._keys[key] = (self._touched(key, None, ts, end, acc, wm, _FIRST), ts, end, acc)
             return
         single = state.__class__ is tuple
         if single:
@@ -581,14 +625,14 @@ class _EventTimeSessions(WindowOperator[V]):
         # The usual element: it touches the last session and no other (before
         # the last one, sessions end before `ts`).
         if start <= end and ts <= stop and (single or ts > state[-2][1]):
-            pending = stop - 1 > wm
+            fired = None if stop - 1 > wm else (_new_tuple(Window, (start, stop)),)
             if ts < start:
                 start = ts
             if end > stop:
                 stop = end
             acc = self._add(acc, value)
-            if not pending:
-                due = self._touched(key, due, start, stop, acc, wm)
+            if fired is not None:
+                due = self._touched(key, due, start, stop, acc, wm, fired)
             if single:
                 self._keys[key] = (due, start, stop, acc)
             else:
@@ -613,6 +657,7 @@ class _EventTimeSessions(WindowOperator[V]):
         sessions: list[Session] = []
         for s in [state[1:]] if state.__class__ is tuple else state[1:]:
             (hits if s[0] <= end and start <= s[1] else sessions).append(s)
+        fired = _FIRST
         if hits:
             acc = hits[0][2]
             for other in hits[1:]:
@@ -620,6 +665,7 @@ class _EventTimeSessions(WindowOperator[V]):
             start = min(start, hits[0][0])
             end = max(end, hits[-1][1])
             self._count -= len(hits) - 1
+            fired = tuple(_new_tuple(Window, (s[0], s[1])) for s in hits if s[1] - 1 <= wm)
         elif end - 1 + self.allowed_lateness_ms <= wm:
             self.emitted.append(("late", (key, value)))
             return
@@ -629,7 +675,7 @@ class _EventTimeSessions(WindowOperator[V]):
         acc = self._add(acc, value)
         sessions.append((start, end, acc))
         sessions.sort(key=_session_start)
-        self._store(key, self._touched(key, due, start, end, acc, wm), sessions)
+        self._store(key, self._touched(key, due, start, end, acc, wm, fired), sessions)
 
     def _store(self, key: str, due: Optional[int], sessions: list[Session]) -> None:
         if not sessions:
@@ -639,15 +685,20 @@ class _EventTimeSessions(WindowOperator[V]):
         else:
             self._keys[key] = [due, *sessions]
 
-    def _touched(self, key: str, due: Optional[int], start: int, end: int, acc: Any, wm: int) -> int:
-        """After an element: fire a session the watermark has passed; return
-        the key's due time, scheduling the key earlier if the session's next
-        action comes before `due`."""
+    def _touched(
+        self, key: str, due: Optional[int], start: int, end: int, acc: Any, wm: int, fired: tuple[Window, ...]
+    ) -> int:
+        """After an element: fire a session the watermark has passed, replacing
+        the results of the `fired` sessions it absorbed (else remember them
+        for its firing); return the key's due time, scheduling the key earlier
+        if the session's next action comes before `due`."""
         max_ts = end - 1
         if max_ts > wm:
             action = max_ts
+            if fired:
+                self._replaced.setdefault(key, []).extend(fired)
         else:
-            self._emit(key, start, end, acc, True, wm)
+            self._emit(key, start, end, acc, fired, wm)
             action = max_ts + self.allowed_lateness_ms
         if due is None or action < due:
             self._timers.add(action, key)
@@ -700,6 +751,7 @@ class _EventTimeSessions(WindowOperator[V]):
         `_catch_up` handles the rest."""
         states = self._keys
         lateness = self.allowed_lateness_ms
+        replaced = self._replaced
         result = None if self.process is not None else self._result
         append = self.emitted.append
         add = self._timers.add
@@ -720,10 +772,11 @@ class _EventTimeSessions(WindowOperator[V]):
                     continue
                 t = max_ts
             if max_ts == t:
+                fired = self._superseded(key, start, end) if replaced else _FIRST
                 if result is None:
-                    self._emit(key, start, end, acc, False, at(t))
+                    self._emit(key, start, end, acc, fired, at(t))
                 else:
-                    append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), False, at(t))))))
+                    append(("down", (key, _new_tuple(WindowResult, (key, start, end, result(acc), fired, at(t))))))
             cleanup = max_ts + lateness
             if cleanup <= wm:
                 del states[key]
@@ -742,7 +795,7 @@ class _EventTimeSessions(WindowOperator[V]):
             start, end, acc = session
             max_ts = end - 1
             if max_ts == t:
-                self._emit(key, start, end, acc, False, wm)
+                self._emit(key, start, end, acc, self._superseded(key, start, end) if self._replaced else _FIRST, wm)
             if max_ts + lateness <= t:
                 continue
             kept.append(session)
@@ -754,14 +807,33 @@ class _EventTimeSessions(WindowOperator[V]):
         if nxt is not None:
             self._timers.add(nxt, key)
 
+    def _superseded(self, key: str, start: int, end: int) -> tuple[Window, ...]:
+        """Take the key's remembered fired windows inside `[start, end)`."""
+        windows = self._replaced.get(key)
+        if windows is None:
+            return _FIRST
+        inside = [w for w in windows if start <= w[0] and w[1] <= end]
+        if inside:
+            rest = [w for w in windows if not (start <= w[0] and w[1] <= end)]
+            if rest:
+                self._replaced[key] = rest
+            else:
+                del self._replaced[key]
+        return tuple(sorted(inside))
+
     def snapshot(self) -> Any:
-        return self._tagged((self._keys, self._count))
+        return self._tagged((self._keys, self._count, self._replaced))
 
     def restore(self, state: Any) -> None:
         """Timers are rebuilt from each key's due time, not snapshotted;
-        snapshots that also hold them (before the timer wheel) restore too."""
-        saved = self._untagged(state)
-        self._keys, self._count = saved[0], saved[-1]
+        snapshots that also hold them (before the timer wheel) restore too.
+        Format 1 did not remember fired windows absorbed into a session still
+        ahead of the watermark: such a session's result lists none of them."""
+        saved, version = self._untagged(state)
+        if version == 1:
+            self._keys, self._count, self._replaced = saved[0], saved[-1], {}
+        else:
+            self._keys, self._count, self._replaced = saved
         self._timers = TimerWheel()
         for key, sessions in self._keys.items():
             self._timers.add(sessions[0], key)
@@ -777,19 +849,24 @@ def _session_start(s: Session) -> int:
 
 class _Slot:
     """A window of a key: its contents (accumulator, or `_MISSING` when empty
-    or purged) and its trigger's state."""
+    or purged), its trigger's state, and `fired`: the windows whose latest
+    result holds only contents this window still has (its next result
+    supersedes them). `fired` is None when restored from a format-1 snapshot,
+    until `_GeneralWindows.restore` sets it."""
 
-    __slots__ = ("contents", "tstate")
+    __slots__ = ("contents", "tstate", "fired")
 
-    def __init__(self, contents: Any = _MISSING, tstate: Any = None) -> None:
+    def __init__(self, contents: Any = _MISSING, tstate: Any = None, fired: tuple[Window, ...] = _FIRST) -> None:
         self.contents = contents
         self.tstate = tstate
+        self.fired: Optional[tuple[Window, ...]] = fired
 
-    def __getstate__(self) -> tuple[Any, Any]:
-        return (self.contents, self.tstate)
+    def __getstate__(self) -> tuple[Any, Any, Optional[tuple[Window, ...]]]:
+        return (self.contents, self.tstate, self.fired)
 
-    def __setstate__(self, state: tuple[Any, Any]) -> None:
-        self.contents, self.tstate = state
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.contents, self.tstate = state[0], state[1]
+        self.fired = state[2] if len(state) > 2 else None
 
 
 class _Context:
@@ -849,7 +926,9 @@ class _GeneralWindows(WindowOperator[V]):
     State: `key -> {window: _Slot}` (for merging assigners, the key's active
     windows), event-time and processing-time timers keyed by (key, window).
     Cleanup timers share the timer index with trigger timers, so a trigger
-    timer at the cleanup time is one timer, as in Flink.
+    timer at the cleanup time is one timer, as in Flink. A firing supersedes
+    its slot's `fired` windows and leaves `fired` as the window itself, or
+    empty when it purges; merged slots pool their `fired` windows.
     """
 
     def __init__(self, assigner: WindowAssigner, **kwargs: Any) -> None:
@@ -918,9 +997,7 @@ class _GeneralWindows(WindowOperator[V]):
             skipped = False
             contents = self._create() if slot.contents is _MISSING else slot.contents
             slot.contents = self._add(contents, value)
-            result = trigger.on_element(value, ts, window, ctx.bind(key, window, slot))
-            late = self.assigner.is_event_time and window.max_timestamp <= self.watermark
-            self._apply(result, key, window, slot, late)
+            self._apply(trigger.on_element(value, ts, window, ctx.bind(key, window, slot)), key, window, slot)
             cleanup = self._cleanup_time(window)
             if cleanup is not None:
                 self._cleanup_index().add(cleanup, (key, window))
@@ -966,7 +1043,8 @@ class _GeneralWindows(WindowOperator[V]):
             acc = contents[0]
             for other in contents[1:]:
                 acc = self._merge(acc, other)
-        target = slots[merged] = _Slot(acc)
+        fired = tuple(sorted(w for s in old for w in s.fired))  # type: ignore[union-attr]
+        target = slots[merged] = _Slot(acc, fired=fired)
         self._count += 1 - len(old)
         ctx = self._ctx.bind(key, merged, target)
         ctx.merged_states = [s.tstate for s in old]
@@ -979,11 +1057,13 @@ class _GeneralWindows(WindowOperator[V]):
             if cleanup is not None:
                 index.remove(cleanup, (key, window))
 
-    def _apply(self, result: TriggerResult, key: str, window: Window, slot: _Slot, late: bool) -> None:
+    def _apply(self, result: TriggerResult, key: str, window: Window, slot: _Slot) -> None:
         if result.is_fire and slot.contents is not _MISSING:
-            self._emit(key, window.start, window.end, slot.contents, late, self.watermark)
+            self._emit(key, window.start, window.end, slot.contents, slot.fired, self.watermark)  # type: ignore[arg-type]
+            slot.fired = (window,)
         if result.is_purge:
             slot.contents = _MISSING
+            slot.fired = _FIRST
 
     def next_event_time(self) -> Optional[int]:
         return self._event.next_time()
@@ -1023,11 +1103,9 @@ class _GeneralWindows(WindowOperator[V]):
         ctx = self._ctx.bind(key, window, slot)
         if event_time:
             result = self.trigger.on_event_time(t, window, ctx)
-            late = self.assigner.is_event_time and window.max_timestamp < t
         else:
             result = self.trigger.on_processing_time(t, window, ctx)
-            late = self.assigner.is_event_time and window.max_timestamp <= self.watermark
-        self._apply(result, key, window, slot, late)
+        self._apply(result, key, window, slot)
         if event_time == self.assigner.is_event_time and t == self._cleanup_time(window):
             del slots[window]  # type: ignore[union-attr]
             if not slots:
@@ -1039,7 +1117,26 @@ class _GeneralWindows(WindowOperator[V]):
         return self._tagged((self._slots, self._event, self._proc, self._count))
 
     def restore(self, state: Any) -> None:
-        self._slots, self._event, self._proc, self._count = self._untagged(state)
+        saved, version = self._untagged(state)
+        self._slots, self._event, self._proc, self._count = saved
+        if version == 1:
+            for key, slots in self._slots.items():
+                for window, slot in slots.items():
+                    slot.fired = _FIRST if self._unfired(key, window, slot) else (window,)
+
+    def _unfired(self, key: str, window: Window, slot: _Slot) -> bool:
+        """For a format-1 slot, which did not record its firings: whether it
+        has had no result since its contents were last purged. Taken to be so
+        when it has no contents or still waits for a timer at its max
+        timestamp (the event-time and processing-time triggers' firing);
+        otherwise it is taken to have fired, so that its next result replaces
+        the row a consumer may hold (a wrong guess only marks a first result
+        as a late update)."""
+        if slot.contents is _MISSING:
+            return True
+        entry = (key, window)
+        t = window.max_timestamp
+        return entry in self._event.buckets.get(t, ()) or entry in self._proc.buckets.get(t, ())
 
     def state_size(self) -> int:
         return self._count

@@ -34,9 +34,10 @@ from operators.windows import GlobalWindows, WindowAssigner
 PORTS = ("down", "late", "invalid")
 
 _result = itemgetter(1)
-_is_late_update = itemgetter(WindowResult._fields.index("is_late_update"))
-"""`(key, WindowResult)` -> the result -> its `is_late_update`, at C speed:
-firings are counted per result."""
+_supersedes = itemgetter(WindowResult._fields.index("supersedes"))
+"""`(key, WindowResult)` -> the result -> its `supersedes`, at C speed:
+firings are counted per result, as late updates when `supersedes` is not
+empty (`WindowResult.is_late_update`)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def window(
     late = metrics.WINDOW_FIRINGS.labels(step_id, "true")
 
     def count_firings(batch: list[tuple[str, WindowResult]]) -> None:
-        late_updates = sum(map(_is_late_update, map(_result, batch)))
+        late_updates = sum(map(bool, map(_supersedes, map(_result, batch))))
         if late_updates:
             late.inc(late_updates)
         if len(batch) > late_updates:

@@ -15,8 +15,10 @@ event is the match's events before it):
    pattern's link contiguity if q is P's first event, else P's inner
    contiguity. Strict: q = p + 1. Relaxed: no event strictly between satisfies
    P's condition ("skip non-matching events"). Non-deterministic: anything.
-4. `until` U of a looping pattern: no event after the pattern's first event,
-   up to and including each later event of it, satisfies U.
+4. `until` U of a looping pattern: no event of the pattern satisfies U, its
+   first included (Flink takes an event into the loop only under `condition
+   AND NOT U`), and no event between two of its events does (U ends the
+   loop). Events before its first event are skipped by rule 3 alone.
 5. Greedy pattern G followed by pattern P: with p the match's event before P's
    first event f (or none, when the match starts at f), no event in (p, f]
    satisfies G's condition, unless the first of those events satisfies G's
@@ -162,6 +164,8 @@ def _valid(events: list[tuple[int, Any]], a: Assignment, seq: _Seq) -> bool:
             if not first_of_stage and p.until is not None:
                 if any(p.until(events[y][1], ctx) for y in range(prev + 1, idx + 1)):
                     return False
+        if first_of_stage and p.until is not None and p.until(events[idx][1], ctx):
+            return False
         if first_of_stage and stage > 0 and _effective_greedy(pos[stage - 1]):
             g = pos[stage - 1]
             gap = range(prev + 1, idx + 1) if prev is not None else range(idx, idx + 1)

@@ -120,7 +120,7 @@ def test_thresholds_are_configurable_and_checked(tmp_path: Path) -> None:
 
 
 def minute(start: int, mean: float) -> WindowResult:
-    return WindowResult("d", start, start + MINUTE, mean, False, start + MINUTE - 1)
+    return WindowResult("d", start, start + MINUTE, mean, (), start + MINUTE - 1)
 
 
 @settings(max_examples=150, deadline=None)

@@ -47,13 +47,14 @@ def expected(events: list[dict[str, Any]], threshold: float = 1000.0) -> dict[st
     errors = [(error_of(e), e["event_id"]) for e in events if error_of(e) is not None]
     spec = Spec(kind="tumbling", size=MINUTE, bound=2 * MINUTE, evaluate=len)
     firings, late = Reference(spec).run([(e["event_type"], e["timestamp"], e["event_id"], 0) for e in valid])
-    per_minute = sorted((k, s, e, n, is_late) for k, s, e, n, is_late, _ in firings)
+    per_minute = sorted((k, s, e, n, bool(sup), [list(w) for w in sup]) for k, s, e, n, sup, _ in firings)
     return {"main": main, "audit": audit, "errors": sorted(errors), "metrics": per_minute,
             "late": sorted(v for _, v in late)}
 
 
 def _metrics(records: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    return sorted((r["event_type"], r["window_start"], r["window_end"], r["count"], r["is_late_update"]) for r in records)
+    return sorted((r["event_type"], r["window_start"], r["window_end"], r["count"], r["is_late_update"], r["supersedes"])
+                  for r in records)
 
 
 def _errors(records: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -14,22 +14,25 @@ import pickle
 from typing import Any, Optional
 
 import pytest
-from hypothesis import given, note, settings
+from hypothesis import HealthCheck, assume, given, note, settings
+from hypothesis import strategies as st
 
 from operators.eventtime import MAX_WATERMARK
 from operators.nfa import NFA, KeyState, compile_pattern, export_states, import_states
 from operators.patterns import IterativeCondition, Pattern, SkipStrategy
 from tests.cep_recipes import (
     Recipe,
+    _replace,
     canonical,
     describe,
     event_lists,
     positive_names,
     recipes,
+    simple_conds,
     to_pattern,
     to_spec,
 )
-from tests.cep_reference import reference_matches, reference_timeouts
+from tests.cep_reference import RefSpec, reference_matches, reference_timeouts
 
 Outcome = list[tuple[int, tuple[tuple[int, int], ...]]]
 
@@ -85,6 +88,56 @@ def check(recipe: Recipe, events: list[tuple[int, Any]], restore_at: Optional[in
 @settings(max_examples=1500)
 @given(recipes(), event_lists())
 def test_engine_equals_reference(recipe: Recipe, events: list[tuple[int, Any]]) -> None:
+    check(recipe, events)
+
+
+@st.composite
+def until_recipes(draw: st.DrawFn) -> Recipe:
+    """Recipes with at least one looping pattern, every looping pattern
+    given an `until` condition."""
+    recipe = draw(recipes())
+    assume(any(s.quant == "loop" for s in recipe.stages))
+    stages = tuple(
+        _replace(s, until=s.until or draw(simple_conds)) if s.quant == "loop" else s for s in recipe.stages
+    )
+    return Recipe(stages, recipe.within, recipe.skip, recipe.skip_name)
+
+
+@settings(max_examples=800)
+@given(until_recipes(), event_lists())
+def test_until_equals_reference(recipe: Recipe, events: list[tuple[int, Any]]) -> None:
+    """`until` in every position: an event satisfying it is never taken into
+    its loop, not even as the first, and ends the loop (rule 4)."""
+    check(recipe, events)
+
+
+@st.composite
+def skip_recipes(draw: st.DrawFn) -> Recipe:
+    """Recipes with a skip strategy whose first pattern repeats, so that
+    several matches often start at the same event."""
+    recipe = draw(recipes())
+    first = recipe.stages[0]
+    if first.quant == "single":
+        lo = draw(st.integers(1, 2))
+        hi = draw(st.sampled_from([None, lo + 1, lo + 2]))
+        first = _replace(first, quant="loop" if hi is None else "range", lo=lo, hi=hi,
+                         inner=draw(st.sampled_from(["relaxed", "strict", "any"])))
+    skip = draw(st.sampled_from(["skip_to_next", "skip_past_last_event", "skip_to_first", "skip_to_last"]))
+    names = positive_names(recipe)
+    skip_name = draw(st.sampled_from(names)) if skip in ("skip_to_first", "skip_to_last") else None
+    return Recipe((first, *recipe.stages[1:]), recipe.within, skip, skip_name)
+
+
+@settings(max_examples=800, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(skip_recipes(), event_lists(min_size=4))
+def test_skip_strategies_with_tied_matches_equal_reference(recipe: Recipe, events: list[tuple[int, Any]]) -> None:
+    """Streams where several matches start at the same event, so the skip
+    strategy must choose among them: the emitted sequence is the reference's
+    (ties: completion, then the events in order; rule 8)."""
+    spec = to_spec(recipe)
+    every = reference_matches(RefSpec(spec.patterns, spec.within), events)
+    starts = [m[0][0] for _, m in every]
+    assume(len(starts) != len(set(starts)))
     check(recipe, events)
 
 
@@ -194,6 +247,68 @@ def test_docs_until() -> None:
     """`(a+ until b)` over a1 c a2 b a3 gives {a1 a2} {a1} {a2} {a3}."""
     p = Pattern.begin("a").where(is_("a")).one_or_more().until(is_("b"))
     assert sorted(run(p, ["a1", "c", "a2", "b", "a3"])) == ["a1", "a1 a2", "a2", "a3"]
+
+
+UNTIL_PATTERN = (
+    Pattern.begin("x").where(lambda e: e[0] == "c")
+    .followed_by("y").where(lambda e: e[0] == "a").one_or_more()
+)
+TYPE_VALUE_EVENTS = {
+    "until first": [("c", 7), ("a", 9), ("d", 0)],
+    "until second": [("c", 7), ("a", 1), ("a", 9), ("d", 0)],
+    "until between": [("c", 7), ("a", 1), ("b", 9), ("a", 2), ("d", 0)],
+    "until before": [("c", 7), ("b", 9), ("a", 1), ("d", 0)],
+}
+
+
+@pytest.mark.parametrize("inner", ["relaxed", "consecutive", "allow_combinations"])
+@pytest.mark.parametrize(
+    "stream, expected",
+    [
+        ("until first", {"relaxed": [], "consecutive": [], "allow_combinations": []}),
+        ("until second", {"relaxed": [[1]], "consecutive": [[1]], "allow_combinations": [[1]]}),
+        ("until between", {"relaxed": [[1]], "consecutive": [[1]], "allow_combinations": [[1]]}),
+        ("until before", {"relaxed": [[2]], "consecutive": [[2]], "allow_combinations": [[2]]}),
+    ],
+)
+def test_an_event_satisfying_until_never_enters_the_loop(inner: str, stream: str, expected: dict[str, list]) -> None:
+    """The issue's counterexample and its neighbours, as Apache Flink 2.3
+    gives them: begin x (c) .followed_by y (a).one_or_more().until(value >=
+    8) .followed_by z (d) .within(30) on `c7@0 a9@9 d0@10` matches nothing,
+    since a9 cannot be y's first event; an until event ends the loop (a1
+    b9 a2: y is [a1] only, and relaxed contiguity cannot skip a1 to start at
+    a2); one before y's first event is skipped as any other event."""
+    y = UNTIL_PATTERN if inner == "relaxed" else getattr(UNTIL_PATTERN, inner)()
+    p = y.until(lambda e: e[1] >= 8).followed_by("z").where(lambda e: e[0] == "d").within(30)
+    nfa = NFA(compile_pattern(p))
+    st: Optional[KeyState] = None
+    events = TYPE_VALUE_EVENTS[stream]
+    stamps = [0, 9, 10] if stream == "until first" else [0, 5, 7, 8, 10]
+    for i, (ev, ts) in enumerate(zip(events, stamps)):
+        st = nfa.process(st, (*ev, i), ts, i)
+    if st is not None:
+        nfa.flush(st)
+    assert [[e[2] for e in m["y"]] for m in nfa.matches] == expected[inner]
+
+
+def test_skip_to_next_keeps_the_earliest_of_tied_matches_by_completion_then_events() -> None:
+    """The issue's tie: begin x (a or b).times(1, 3).consecutive()
+    .followed_by y (c) .within(25), skip_to_next, on `a a a a c` at 0..4 ms.
+    Every match ends at c; at each start the kept one is the first by the
+    events in order ([2, 3] before [2]). Apache Flink 2.3 keeps [2] there:
+    its choice among matches with the same start is the order of a binary
+    heap keyed by the start event only (README, deliberate differences)."""
+    p = (
+        Pattern.begin("x", SkipStrategy.skip_to_next()).where(lambda e: e[0] in "ab").times(1, 3).consecutive()
+        .followed_by("y").where(lambda e: e[0] == "c").within(25)
+    )
+    nfa = NFA(compile_pattern(p))
+    st: Optional[KeyState] = None
+    for i, ev in enumerate(["a0", "a1", "a2", "a3", "c4"]):
+        st = nfa.process(st, ev, i, i)
+    if st is not None:
+        nfa.flush(st)
+    assert [m["x"] for m in nfa.matches] == [["a0", "a1", "a2"], ["a1", "a2", "a3"], ["a2", "a3"], ["a3"]]
 
 
 SKIPS = {

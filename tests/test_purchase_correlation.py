@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from bytewax.testing import cluster_main, run_main
+from prometheus_client.parser import text_string_to_metric_families
 
 from eventio import generators
 from eventio.broker import EmbeddedBroker
@@ -111,3 +119,76 @@ def test_kafka_inputs_on_the_embedded_broker(broker: EmbeddedBroker, topic_name:
     assert set(_pairs(records)) == brute_force(
         [a for a in actions if a["event_id"] not in late], [p for p in purchases if p["event_id"] not in late]
     )
+
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUND = 3000
+
+
+def _scrape(port: int, name: str) -> float:
+    """The value of the sample `name{step="correlate"}` the flow serves."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("step") == "correlate":
+                return sample.value
+    return 0.0
+
+
+def _open_state_per_round(broker: EmbeddedBroker, topic: str, idle_timeout_ms: Optional[int]) -> list[float]:
+    """Run the flow on Kafka, tailing: a few purchases at the start, then
+    actions in rounds 1 s of event time apart; after each round is read and
+    the purchases input has been quiet for over the idle timeout, the join's
+    buffered elements (`stream_state_entries`)."""
+    t = {k: f"{topic}-{k}" for k in ("actions", "purchases", "out", "late", "dlq")}
+    broker.create_topics({name: 1 for name in t.values()})
+    base = generators.BASE_TS
+    purchases = [{"event_id": f"p{i}", "user_id": f"u{i % 10}", "event_type": "purchase",
+                  "timestamp": base + i * 1000, "amount": 1.0} for i in range(20)]
+    generators.write_records(purchases, None, t["purchases"], broker.bootstrap_servers)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+           "ACTIONS_TOPIC": t["actions"], "PURCHASES_TOPIC": t["purchases"], "OUTPUT_TOPIC": t["out"],
+           "LATE_TOPIC": t["late"], "DLQ_TOPIC": t["dlq"], "METRICS_PORT": str(port), "SHARDS": "4",
+           "IDLE_TIMEOUT_MS": str(idle_timeout_ms or 0)}
+    flow = subprocess.Popen([sys.executable, "-m", "bytewax.run", "flows.purchase_correlation:flow"], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sizes = []
+    try:
+        for r in range(4):
+            actions = [{"event_id": f"a{r}-{i}", "user_id": f"u{i % 10}", "event_type": "click",
+                        "timestamp": base + (r * ROUND + i) * 1000} for i in range(ROUND)]
+            generators.write_records(actions, None, t["actions"], broker.bootstrap_servers)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if _scrape(port, "stream_events_in_total") >= len(purchases) + (r + 1) * ROUND:
+                        break
+                except OSError:
+                    pass  # not serving yet
+                assert flow.poll() is None, "the flow stopped"
+                assert time.monotonic() < deadline, "the flow did not read the round in time"
+                time.sleep(0.2)
+            time.sleep(1.5)
+            sizes.append(_scrape(port, "stream_state_entries"))
+    finally:
+        os.killpg(flow.pid, signal.SIGKILL)
+        flow.wait()
+    return sizes
+
+
+def test_join_state_stays_bounded_when_purchases_go_quiet_with_an_idle_timeout(
+    broker: EmbeddedBroker, topic_name: str
+) -> None:
+    """Without a timeout the quiet purchases input holds the watermark where
+    it was: every action stays buffered. With `IDLE_TIMEOUT_MS` the purchases
+    partition drops out of the watermark and actions are freed once they are
+    more than the interval behind: about 5 min + the 2 min bound of actions,
+    one a second."""
+    held = _open_state_per_round(broker, f"{topic_name}-held", None)
+    assert held[-1] >= 4 * ROUND and held == sorted(held)
+    bounded = _open_state_per_round(broker, f"{topic_name}-idle", 500)
+    assert max(bounded) < 1000, bounded

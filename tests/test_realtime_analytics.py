@@ -43,9 +43,10 @@ def test_windows_late_updates_and_late_events_match_flinks_rules(tmp_path: Path)
     events = _events()
     out = _run(tmp_path, events, shards=1)
     firings, late = _reference(_usable(events))
-    want = Counter((k, s, e, n, round(avg, 9), is_late, wm) for k, s, e, (n, avg), is_late, wm in firings)
+    want = Counter((k, s, e, n, round(avg, 9), bool(sup), json.dumps(sup), wm) for k, s, e, (n, avg), sup, wm in firings)
     got = Counter((r["category"], r["window_start"], r["window_end"], r["event_count"],
-                   round(r["average_value"], 9), r["is_late_update"], r["watermark"]) for r in out["output"])
+                   round(r["average_value"], 9), r["is_late_update"],
+                   json.dumps(r["supersedes"]), r["watermark"]) for r in out["output"])
     assert got == want
     assert any(r["is_late_update"] for r in out["output"])
     assert sorted(e["event_id"] for e in out["late_output"]) == sorted(v[1] for _, v in late)
@@ -63,11 +64,12 @@ def test_results_do_not_depend_on_sharding(tmp_path: Path) -> None:
     only in batches; the firings still report Flink's per-event watermark."""
     events = _events()
     firings, _ = _reference(_usable(events))
-    want = Counter((k, s, e, n, round(avg, 9), is_late, wm) for k, s, e, (n, avg), is_late, wm in firings)
+    want = Counter((k, s, e, n, round(avg, 9), bool(sup), json.dumps(sup), wm) for k, s, e, (n, avg), sup, wm in firings)
     for shards in (7, 32):
         out = _run(tmp_path / str(shards), events, shards=shards)
         got = Counter((r["category"], r["window_start"], r["window_end"], r["event_count"],
-                       round(r["average_value"], 9), r["is_late_update"], r["watermark"]) for r in out["output"])
+                       round(r["average_value"], 9), r["is_late_update"],
+                       json.dumps(r["supersedes"]), r["watermark"]) for r in out["output"])
         assert got == want
 
 

@@ -36,23 +36,33 @@ def _stats(elements: list[tuple[str, float]]) -> tuple[int, int, int, float]:
     )
 
 
-def expected(events: list[dict[str, Any]], bound: int = 2 * MINUTE, lateness: int = 5 * MINUTE) -> tuple[Counter, list[str]]:
-    """Session records and late event ids, by the reference simulation."""
+def simulated(events: list[dict[str, Any]], bound: int = 2 * MINUTE, lateness: int = 5 * MINUTE) -> Reference:
+    """The reference simulation, run over `events`."""
     spec = Spec(kind="dynamic", gap_of=lambda v: GAPS.get(v[0], 15 * MINUTE), lateness=lateness,
                 bound=bound, evaluate=lambda els: _stats([(kind, amount) for kind, amount, _ in els]))
     stream = [(e["user_id"], e["timestamp"], (e["event_type"], e.get("amount") or 0.0, e["event_id"]), 0)
               for e in events]
-    firings, late = Reference(spec).run(stream)
+    reference = Reference(spec)
+    reference.run(stream)
+    return reference
+
+
+def expected(events: list[dict[str, Any]], bound: int = 2 * MINUTE, lateness: int = 5 * MINUTE) -> tuple[Counter, list[str]]:
+    """Session records and late event ids, by the reference simulation."""
+    reference = simulated(events, bound, lateness)
+    firings, late = reference.firings, reference.late
     records = Counter()
-    for user, start, end, (count, views, purchases, spent), is_late, _ in firings:
-        records[json.dumps([user, start, end, end - start, count, views, purchases, spent, is_late])] += 1
+    for user, start, end, (count, views, purchases, spent), supersedes, _ in firings:
+        records[json.dumps([user, start, end, end - start, count, views, purchases, spent, bool(supersedes),
+                            supersedes])] += 1
     return records, sorted(v[2] for _, v in late)
 
 
 def observed(lines: list[dict[str, Any]]) -> Counter:
     return Counter(
         json.dumps([r["user_id"], r["session_start"], r["session_end"], r["duration_ms"], r["event_count"],
-                    r["page_views"], r["purchases"], round(float(r["total_spent"]), 2), r["is_late_update"]])
+                    r["page_views"], r["purchases"], round(float(r["total_spent"]), 2), r["is_late_update"],
+                    r["supersedes"]])
         for r in lines
     )
 
@@ -98,6 +108,52 @@ def test_out_of_order_and_late_events_match_flinks_rules(tmp_path: Path) -> None
     assert sorted(e["event_id"] for e in read_jsonl(Path(paths["late_output_path"]))) == want_late
     assert want_late, "the input should contain events beyond the allowed lateness"
     assert read_jsonl(Path(paths["error_output_path"])) == []
+
+
+def test_a_table_applying_supersedes_holds_every_session_once(tmp_path: Path) -> None:
+    """A consumer that deletes the rows a record supersedes and writes the
+    record ends with the reference's final sessions, and so counts every
+    event that was not late exactly once, also where a late event merged
+    sessions that had fired and the merged session fired on time later."""
+    events = list(generators.disorder(generators.sessions(4000, seed=11, users=40), seed=11,
+                                      bound_ms=3 * MINUTE, late_fraction=0.03, late_by_ms=20 * MINUTE))
+    paths = _files(tmp_path)
+    _write(Path(paths["input_path"]), events)
+    run_main(build(**paths))
+    records = read_jsonl(Path(paths["output_path"]))
+    table: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for r in records:
+        for start, end in r["supersedes"]:
+            del table[(r["user_id"], start, end)]
+        table[(r["user_id"], r["session_start"], r["session_end"])] = r
+    final = simulated(events).final
+    assert sorted(table) == sorted((user, start, end) for user, start, end, _ in final)
+    late = read_jsonl(Path(paths["late_output_path"]))
+    assert sum(r["event_count"] for r in table.values()) == len(events) - len(late)
+    merged = [r for r in records if any(w != [r["session_start"], r["session_end"]] for w in r["supersedes"])]
+    assert merged and all(r["is_late_update"] for r in merged)
+    assert sum(r["event_count"] for r in records) > len(events) - len(late)  # the raw records double count
+
+
+def test_the_readmes_worked_example_of_supersedes(tmp_path: Path) -> None:
+    t0 = 1_704_067_200_000
+    views = [("u1", 0), ("u1", 14), ("u1", 8), ("u2", 26), ("u1", 5)]
+    events = [{"event_id": f"e{i}", "user_id": user, "event_type": "page_view", "timestamp": t0 + at * MINUTE}
+              for i, (user, at) in enumerate(views)]
+    paths = _files(tmp_path)
+    _write(Path(paths["input_path"]), events)
+    run_main(build(**paths))
+    records = [r for r in read_jsonl(Path(paths["output_path"])) if r["user_id"] == "u1"]
+
+    def minutes(ms: int) -> int:
+        return (ms - t0) // MINUTE
+
+    assert [(minutes(r["session_start"]), minutes(r["session_end"]), r["event_count"], r["is_late_update"],
+             [[minutes(s), minutes(e)] for s, e in r["supersedes"]]) for r in records] == [
+        (0, 10, 1, False, []),
+        (0, 24, 3, True, [[0, 10]]),
+        (0, 24, 4, True, [[0, 24]]),
+    ]
 
 
 def test_two_workers_give_the_same_sessions_as_one(tmp_path: Path) -> None:

@@ -141,9 +141,10 @@ def test_late_update_carries_the_watermark_in_force() -> None:
     core = WindowOperator(TumblingEventTimeWindows(10), allowed_lateness_ms=100, aggregate=Aggregate.count())
     feed(core, "a", 1, "x", wm=50)
     feed(core, "a", 2, "y")
-    late = [r for _, (_, r) in core.emitted][-1]
-    assert late == WindowResult("a", 0, 10, 2, True, 50)
-    assert late.window == Window(0, 10)
+    first, late = [r for _, (_, r) in core.emitted]
+    assert first == WindowResult("a", 0, 10, 1, (), 50)  # the window's first result: replaces nothing
+    assert late == WindowResult("a", 0, 10, 2, ((0, 10),), 50)
+    assert late.window == Window(0, 10) and late.is_late_update and not first.is_late_update
 
 
 # --- sessions -----------------------------------------------------------------
@@ -170,10 +171,11 @@ def test_late_element_bridging_two_sessions_merges_them_and_refires() -> None:
     feed(core, "a", 0, 1)
     feed(core, "a", 12, 2, wm=30)
     assert sorted(results(core)) == [("a", 0, 5, 1, False), ("a", 12, 17, 1, False)]
-    feed(core, "a", 6, 3)  # [6,11) touches neither [0,5) nor [12,17)
-    assert results(core) == [("a", 6, 11, 1, True)]
+    feed(core, "a", 6, 3)  # [6,11) touches neither [0,5) nor [12,17): a first result, though late
+    assert results(core) == [("a", 6, 11, 1, False)]
     feed(core, "a", 4, 4)  # [4,9) touches [0,5) and [6,11)
-    assert results(core) == [("a", 0, 11, 3, True)]
+    (merged,) = [r for _, (_, r) in core.emitted]
+    assert (merged.window, merged.value, merged.supersedes) == ((0, 11), 3, ((0, 5), (6, 11)))
     assert core.state_size() == 2
 
 
@@ -188,7 +190,7 @@ def test_session_ending_exactly_at_the_watermark_fires_at_once(trigger: Optional
     )
     core.on_watermark(20)
     feed(core, "a", 16, 1)  # [16,21): max timestamp 20 == watermark
-    assert [(r, r.watermark) for _, (_, r) in core.emitted] == [(WindowResult("a", 16, 21, 1, True, 20), 20)]
+    assert [(r, r.watermark) for _, (_, r) in core.emitted] == [(WindowResult("a", 16, 21, 1, (), 20), 20)]
 
 
 @pytest.mark.parametrize("general", [False, True])
@@ -201,12 +203,15 @@ def test_extending_a_fired_session_within_lateness_refires_it(general: bool) -> 
         aggregate=Aggregate.count(),
     )
     feed(core, "a", 0, 1, wm=9)
-    assert results(core) == [("a", 0, 5, 1, False)]
     feed(core, "a", 2, 2)  # [2,7) extends the fired [0,5) to [0,7): still behind the watermark
-    assert results(core) == [("a", 0, 7, 2, True)]
     feed(core, "a", 6, 3)  # [6,11) extends it beyond the watermark: fires again on time
     core.on_watermark(10)
-    assert results(core) == [("a", 0, 11, 3, False)]
+    fired = [(r.window, r.value, r.supersedes, r.is_late_update) for _, (_, r) in core.emitted]
+    assert fired == [
+        ((0, 5), 1, (), False),
+        ((0, 7), 2, ((0, 5),), True),
+        ((0, 11), 3, ((0, 7),), True),  # on time, yet it replaces the result of [0, 7)
+    ]
     core.on_watermark(20)
     assert core.state_size() == 0
 
@@ -354,7 +359,7 @@ def test_custom_trigger_and_custom_assigner() -> None:
     core = WindowOperator(EvenOdd(), trigger=EveryElement(), aggregate=Aggregate.count())
     for ts in (1, 2, 3):
         feed(core, "a", ts, ts)
-    assert results(core) == [("a", 1, 2, 1, False), ("a", 0, 1, 1, False), ("a", 1, 2, 2, False)]
+    assert results(core) == [("a", 1, 2, 1, False), ("a", 0, 1, 1, False), ("a", 1, 2, 2, True)]
 
 
 def test_custom_assigner_with_no_window_drops_unless_behind() -> None:
@@ -561,9 +566,10 @@ def test_aggregate_subclass_without_merge_is_refused_for_sessions() -> None:
 
 
 def test_window_result_is_a_small_picklable_value() -> None:
-    r = WindowResult("k", 0, 10, [1], False, 9)
+    r = WindowResult("k", 0, 10, [1], (Window(0, 10),), 9)
     assert pickle.loads(pickle.dumps(r)) == r
-    assert (r.key, r.window_start, r.window_end, r.value, r.is_late_update, r.watermark) == ("k", 0, 10, [1], False, 9)
+    assert (r.key, r.window_start, r.window_end, r.value, r.supersedes, r.watermark) == ("k", 0, 10, [1], ((0, 10),), 9)
+    assert r.is_late_update and not r._replace(supersedes=()).is_late_update
 
 
 class EchoInThePast(Trigger):
@@ -629,7 +635,7 @@ def test_a_session_snapshot_from_before_the_timer_wheel_restores() -> None:
     core = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
     feed(core, "a", 0, 1)
     feed(core, "b", 3, 1, wm=1)
-    engine, (keys, count) = core.snapshot()
+    engine, (keys, count, _), _ = core.snapshot()
     resumed = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
     resumed.restore(pickle.loads(pickle.dumps((engine, (keys, _TimerIndex(), count)))))
     resumed.watermark = 1

@@ -1,7 +1,9 @@
 """Property tests: the window operator core against the brute-force reference
 (`tests/windowing_reference.py`) on random keyed streams with disorder and
 very late events, random assigners, allowed lateness, triggers, window
-functions and engines, optionally snapshotted and restored mid-stream."""
+functions and engines, optionally snapshotted and restored mid-stream; and
+a consumer applying `supersedes` to a table ends up with the reference's
+final results."""
 
 from __future__ import annotations
 
@@ -145,7 +147,8 @@ class Harness:
             if port == "down":
                 key, r = item
                 assert r.key == key
-                self.firings.append((key, r.window_start, r.window_end, r.value, r.is_late_update, r.watermark))
+                assert r.is_late_update == bool(r.supersedes)
+                self.firings.append((key, r.window_start, r.window_end, r.value, r.supersedes, r.watermark))
             else:
                 assert port == "late", (port, item)
                 self.late.append(item)
@@ -262,3 +265,42 @@ def test_shards_fed_in_batches_report_flinks_watermark(
     harnesses = run_sharded(spec, stream, general, shards, batch, deferred)
     assert Counter(f for h in harnesses for f in h.firings) == Counter(expected_firings)
     assert Counter(x for h in harnesses for x in h.late) == Counter(expected_late)
+
+
+def consumer_table(firings: list[tuple[Any, ...]]) -> list[tuple[str, int, int, Any]]:
+    """What a consumer holds after applying every result in order: delete
+    the latest row of each window in `supersedes` (it must exist), then write
+    the result as a new row."""
+    table: list[tuple[str, int, int, Any]] = []
+    for key, start, end, value, supersedes, _ in firings:
+        for s, e in supersedes:
+            latest = max(i for i, row in enumerate(table) if row[:3] == (key, s, e))
+            del table[latest]
+        table.append((key, start, end, value))
+    return table
+
+
+@pytest.mark.parametrize("trigger", TRIGGERS)
+@PROPERTY
+@given(data=st.data(), stream=events(), general=st.booleans(), restart=st.booleans())
+def test_a_consumer_applying_supersedes_holds_exactly_the_final_results(
+    trigger: str, data: st.DataObject, stream: list[Event], general: bool, restart: bool
+) -> None:
+    """Deleting the superseded rows and writing each result leaves the final
+    results: for every window the results of its contents since its last
+    purge, merged sessions' results replaced by the merged one's. A result is
+    a late update exactly when it replaces an earlier result of its key for a
+    window inside its own, whose elements it holds."""
+    spec = data.draw(specs(trigger))
+    reference = Reference(spec)
+    reference.run(stream)
+    harness = Harness(spec, general, "aggregate")
+    harness.run(stream, data.draw(st.integers(0, max(0, len(stream) - 1))) if restart else None)
+    assert Counter(consumer_table(harness.firings)) == Counter(reference.final)
+    for i, (key, start, end, value, supersedes, _) in enumerate(harness.firings):
+        earlier_inside = [
+            f for f in harness.firings[:i]
+            if f[0] == key and start <= f[1] and f[2] <= end and set(f[3]) <= set(value)
+        ]
+        assert bool(supersedes) == bool(earlier_inside)
+        assert all((s, e) in {(f[1], f[2]) for f in earlier_inside} for s, e in supersedes)

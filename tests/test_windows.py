@@ -253,7 +253,7 @@ def _expected(items: list[tuple[str, int, int]], spec: Spec) -> tuple[Counter, C
 
 def _observed(down: list[tuple[str, WindowResult]], late: list[tuple[str, Any]]) -> tuple[Counter, Counter]:
     return (
-        Counter((k, r.window_start, r.window_end, r.value, r.is_late_update, r.watermark) for k, r in down),
+        Counter((k, r.window_start, r.window_end, r.value, r.supersedes, r.watermark) for k, r in down),
         Counter((k, tuple(v)) for k, v in late),
     )
 

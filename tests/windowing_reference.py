@@ -24,8 +24,12 @@ Rules:
   `timeout` ms of processing time after the first element since the last
   purge; "purging_*" purge on every firing. A firing of a window with no
   elements since its last purge emits nothing.
-- A firing is a late update when it is caused by an element or processing
-  time while the watermark is at or past `e - 1`.
+- A firing *supersedes* every earlier result of its key that no result has
+  superseded yet, whose window lies inside the firing's window and all of
+  whose elements the firing holds (elements are told apart by arrival, not
+  by value); it lists their windows, sorted. It is a late update exactly when
+  it supersedes something. The results nothing superseded are the final ones
+  (`final`): what a consumer applying `supersedes` must end up holding.
 - Window state disappears when the watermark reaches `e - 1 + lateness`.
 """
 
@@ -37,8 +41,17 @@ from typing import Any, Callable, Optional
 MAX_WM = 2**63 - 1
 MIN_WM = -(2**63)
 
-Firing = tuple[str, int, int, Any, bool, int]
-"""(key, window start, window end, value, is_late_update, watermark)"""
+Firing = tuple[str, int, int, Any, tuple[tuple[int, int], ...], int]
+"""(key, window start, window end, value, supersedes, watermark)"""
+
+
+@dataclass
+class _Result:
+    key: str
+    start: int
+    end: int
+    value: Any
+    ids: frozenset[int]
 
 
 @dataclass
@@ -64,6 +77,7 @@ class _Win:
     start: int
     end: int
     elements: list[Any] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
     count: int = 0
     deadline: Optional[int] = None
     pending: bool = False
@@ -99,6 +113,13 @@ class Reference:
         self.windows: dict[str, list[_Win]] = {}
         self.firings: list[Firing] = []
         self.late: list[tuple[str, Any]] = []
+        self.live: list[_Result] = []
+        self.arrivals = 0
+
+    @property
+    def final(self) -> list[tuple[str, int, int, Any]]:
+        """(key, start, end, value) of every result nothing superseded."""
+        return [(r.key, r.start, r.end, r.value) for r in self.live]
 
     def run(self, events: list[tuple[str, int, Any, int]]) -> tuple[list[Firing], list[tuple[str, Any]]]:
         for key, ts, value, advance in events:
@@ -118,12 +139,21 @@ class Reference:
     def is_late(self, w: _Win) -> bool:
         return w.end - 1 + self.spec.lateness <= self.wm
 
-    def fire(self, key: str, w: _Win, purge: bool, late: bool) -> None:
+    def fire(self, key: str, w: _Win, purge: bool) -> None:
         if w.elements:
             value = self.spec.evaluate(list(w.elements))
-            self.firings.append((key, w.start, w.end, value, late, self.wm))
+            ids = frozenset(w.ids)
+            covered = [
+                r for r in self.live if r.key == key and w.start <= r.start and r.end <= w.end and r.ids <= ids
+            ]
+            for r in covered:
+                self.live.remove(r)
+            self.live.append(_Result(key, w.start, w.end, value, ids))
+            supersedes = tuple(sorted((r.start, r.end) for r in covered))
+            self.firings.append((key, w.start, w.end, value, supersedes, self.wm))
         if purge:
             w.elements = []
+            w.ids = []
 
     def element(self, key: str, ts: int, value: Any) -> None:
         spec = self.spec
@@ -147,6 +177,7 @@ class Reference:
                                     min(a.start, b.start),
                                     max(a.end, b.end),
                                     a.elements + b.elements,
+                                    a.ids + b.ids,
                                     a.count + b.count,
                                     min(deadlines) if deadlines else None,
                                     False,
@@ -176,8 +207,10 @@ class Reference:
                     targets.append(w)
         if not targets and (candidates or ts + spec.lateness <= self.wm):
             self.late.append((key, value))
+        self.arrivals += 1
         for w in targets:
             w.elements.append(value)
+            w.ids.append(self.arrivals)
             self.on_element_trigger(key, w)
         if not wins:
             del self.windows[key]
@@ -187,14 +220,14 @@ class Reference:
         behind = w.end - 1 <= self.wm
         if spec.trigger in ("event", "purging_event"):
             if behind:
-                self.fire(key, w, spec.trigger == "purging_event", True)
+                self.fire(key, w, spec.trigger == "purging_event")
             else:
                 w.pending = True
         elif spec.trigger in ("count", "purging_count"):
             w.count += 1
             if w.count >= spec.count:
                 w.count = 0
-                self.fire(key, w, spec.trigger == "purging_count", behind)
+                self.fire(key, w, spec.trigger == "purging_count")
         elif spec.trigger == "count_timeout":
             if w.deadline is None:
                 w.deadline = self.now + spec.timeout
@@ -202,7 +235,7 @@ class Reference:
             if w.count >= spec.count:
                 w.count = 0
                 w.deadline = None
-                self.fire(key, w, True, behind)
+                self.fire(key, w, True)
         else:
             raise ValueError(spec.trigger)
 
@@ -219,7 +252,7 @@ class Reference:
             _, key, w = min(due, key=lambda d: d[0])
             w.count = 0
             w.deadline = None
-            self.fire(key, w, True, w.end - 1 <= self.wm)
+            self.fire(key, w, True)
 
     def advance_watermark(self, wm: int) -> None:
         self.wm = wm
@@ -237,7 +270,7 @@ class Reference:
             _, kind, key, w = min(moments, key=lambda m: (m[0], m[1]))
             if kind == 0:
                 w.pending = False
-                self.fire(key, w, self.spec.trigger == "purging_event", False)
+                self.fire(key, w, self.spec.trigger == "purging_event")
             else:
                 self.windows[key].remove(w)
                 if not self.windows[key]:
