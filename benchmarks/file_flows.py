@@ -163,3 +163,23 @@ case("floor_encode_json_dumps", "json.dumps (compact separators, UTF-8) of 1,000
      stdlib=True)(encode_floor)
 case("floor_encode_strict_json", "eventio.strict_json.encode of the same records",
      baseline="floor_encode_json_dumps", stdlib=False)(encode_floor)
+
+
+def startup(flow: str) -> Result:
+    """`python -m bytewax.run flows.<flow>:flow` on an empty input file,
+    spawn to exit: Python, the imports, building and running the dataflow."""
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.jsonl"
+        empty.touch()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "INPUT_PATH": str(empty), "OUTPUT_PATH": f"{tmp}/out.jsonl",
+               "LATE_OUTPUT_PATH": f"{tmp}/out.late.jsonl", "ERROR_OUTPUT_PATH": f"{tmp}/out.dlq.jsonl"}
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bytewax.run", f"flows.{flow}:flow"], env=env, cwd=tmp, check=True,
+                       capture_output=True)
+        seconds = time.perf_counter() - started
+    return {"events": 1, "seconds": seconds, "x_seconds": round(seconds, 3)}
+
+
+case("file_startup_session_analytics", "start-up: python -m bytewax.run flows.session_analytics:flow on an empty "
+     "file, spawn to exit (events/s column: starts per second; x_seconds: the time)", repeat=5,
+     flow="session_analytics")(startup)
