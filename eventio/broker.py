@@ -58,9 +58,25 @@ class EmbeddedBroker:
     portable, so the child runs in its own process group that `stop` kills).
     """
 
-    def __init__(self, port: Optional[int] = None, startup_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        port: Optional[int] = None,
+        startup_timeout_s: float = 30.0,
+        *,
+        advertised: Optional[str] = None,
+        schema_registry: Optional[Path] = None,
+        authentication: bool = False,
+    ) -> None:
+        """`advertised`: the `host:port` clients are told to use (a proxy in
+        front, say), default the broker's own; `schema_registry`: a
+        directory of `<topic>.json` schemas whose records the broker
+        validates (and refuses with INVALID_RECORD); `authentication`:
+        require SASL."""
         self.port = port or free_port()
         self.startup_timeout_s = startup_timeout_s
+        self.advertised = advertised or f"127.0.0.1:{self.port}"
+        self.schema_registry = schema_registry
+        self.authentication = authentication
         self.process: Optional[subprocess.Popen[bytes]] = None
         self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
 
@@ -69,18 +85,15 @@ class EmbeddedBroker:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> "EmbeddedBroker":
-        url = f"tcp://127.0.0.1:{self.port}"
+        args = [str(tansu_binary()), "broker", "--listener-url", f"tcp://127.0.0.1:{self.port}",
+                "--advertised-listener-url", f"tcp://{self.advertised}", "--storage-engine", "memory://tansu/"]
+        if self.schema_registry is not None:
+            args += ["--schema-registry", f"{self.schema_registry.resolve().as_uri()}/"]
+        if self.authentication:
+            args.append("--authentication")
         self.process = subprocess.Popen(
-            [
-                str(tansu_binary()),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-            ],
+            args,
+            cwd="/",
             stdout=self._log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -98,7 +111,8 @@ class EmbeddedBroker:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     pass
-                AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
+                if not self.authentication and self.advertised == f"127.0.0.1:{self.port}":
+                    AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=2)
                 return
             except Exception:
                 time.sleep(0.1)

@@ -4,7 +4,9 @@ A decoder (`record_decoder`) never raises on bad input: null or oversize values,
 UTF-8 or JSON, unknown JSON schema versions, wrong magic bytes, unknown
 schema ids, truncated or corrupt Avro, type errors and missing required
 fields all become a dead letter keeping the original key and value bytes,
-their provenance, the error class and the reason.
+their provenance, the error class and the reason; a value too large for one
+Kafka record of `max_bytes` is cut, with its size and SHA-256
+(`DeadLetter.fit`).
 
 The one exception is `RegistryUnavailableError` (backpressure policy): a
 registry that stays unreachable after the bounded retries is not bad input,
@@ -24,6 +26,7 @@ import msgspec
 from eventio import strict_json
 from eventio.deadletter import DeadLetter
 from eventio.event import Event, EventError
+from eventio.kafka_config import DEFAULT_MAX_MESSAGE_BYTES
 from eventio.strict_json import InvalidJsonError
 from eventio.upcasting import upcast
 
@@ -32,7 +35,7 @@ if TYPE_CHECKING:  # the registry client and Avro code load only for Avro format
 
     from eventio.avro import AvroDeserializer, AvroSchema, AvroSerializer, Compatibility, Retry, SubjectStrategy
 
-MAX_MESSAGE_BYTES = 1_048_576
+MAX_MESSAGE_BYTES = DEFAULT_MAX_MESSAGE_BYTES
 ValueFormat = Literal["json", "avro", "auto"]
 Decoded = Union[Event, DeadLetter]
 DeadLetterHook = Callable[[str], None]
@@ -97,7 +100,8 @@ class RecordDecoder:
         except self._unavailable:
             raise
         except Exception as ex:  # noqa: BLE001 - bad input of any kind becomes a dead letter
-            dead = DeadLetter.of(ex, source=source, value=value, key=key, partition=partition, offset=offset)
+            dead = DeadLetter.of(ex, source=source, value=value, key=key, partition=partition,
+                                 offset=offset).fit(self._max_bytes)
             self._on_dead_letter(dead.error_class)
             return dead
         if channel is not None:

@@ -4,7 +4,10 @@ Input is a JSON-lines file (`INPUT_PATH`, a bounded stream) or Kafka topics
 (`INPUT_TOPIC`). Every record is decoded into an `Event` or, if it cannot be,
 a `DeadLetter` that keeps the original bytes, where they came from and why:
 bad input never stops a flow and is never dropped. Results, late events and
-dead letters go to JSON-lines files when their `*_PATH` is set, else to Kafka.
+dead letters go where their `Destination` says (`eventio.config`): JSON-lines
+files, or Kafka topics through the checked sink (`eventio.kafka_sink`). A
+record too large for one Kafka record of `MAX_MESSAGE_BYTES` goes to the
+dead-letter output instead, cut to fit.
 """
 
 from __future__ import annotations
@@ -15,19 +18,20 @@ from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, NamedTuple, Optional, TypeVar, Union
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from eventio import metrics, strict_json
-from eventio.config import IOConfig
+from eventio.config import Destination, IOConfig
 from eventio.deadletter import DeadLetter
-from eventio.decoding import SerdeConfig
+from eventio.decoding import Decoder, SerdeConfig
 from eventio.event import Event
+from eventio.kafka_config import RECORD_OVERHEAD
 from eventio.kafka_sink import CheckedKafkaSink, KafkaRecord
 from eventio.kafka_source import DecodingKafkaSource
+from recovery.fixed_settings import check_parts
 
 Decoded = Union[Event, DeadLetter]
 T = TypeVar("T")
@@ -135,13 +139,14 @@ class JsonLinesSource(FixedPartitionedSource[T, tuple[int, int]]):
         return _JsonLinesPartition(for_part, self._decode, self._batch_size, resume_state)
 
 
-CONSUMER_CONFIG = {"isolation.level": "read_committed", "fetch.wait.max.ms": "50", "queued.min.messages": "1000000"}
-"""Consumer settings of every Kafka input: offsets are owned by Bytewax
-recovery; only committed transactional output is read. librdkafka keeps
-fetching until a partition has a million records queued (default 100,000;
-the 64 MB `queued.max.messages.kbytes` cap still holds): with the default,
-half the reads of session analytics on one partition found nothing queued
-and the flow stood idle a quarter of the time (500k events 5.0 -> 4.1 s)."""
+CONSUMER_CONFIG = {"fetch.wait.max.ms": "50", "queued.min.messages": "1000000"}
+"""Tuned consumer defaults of every Kafka input (the user's Kafka properties
+win; offsets are owned by Bytewax recovery and only committed transactional
+output is read, whatever they say). librdkafka keeps fetching until a
+partition has a million records queued (default 100,000; the 64 MB
+`queued.max.messages.kbytes` cap still holds): with the default, half the
+reads of session analytics on one partition found nothing queued and the
+flow stood idle a quarter of the time (500k events 5.0 -> 4.1 s)."""
 
 
 def _starting_offset(cfg: IOConfig) -> int:
@@ -149,18 +154,11 @@ def _starting_offset(cfg: IOConfig) -> int:
     return OFFSET_BEGINNING if cfg.start_offset == "earliest" else OFFSET_END
 
 
-def kafka_source(cfg: IOConfig, topics: Optional[list[str]] = None) -> KafkaSource:
-    """Bytewax's Kafka source (message objects, for non-event topics) with the
-    settings of every Kafka input."""
-    return KafkaSource(
-        cfg.brokers,
-        topics or cfg.input_topics,
-        tail=not cfg.stop_at_end,
-        starting_offset=_starting_offset(cfg),
-        add_config=dict(CONSUMER_CONFIG),
-        batch_size=cfg.kafka_batch_size,
-        raise_on_errors=False,
-    )
+def kafka_source(cfg: IOConfig, topics: list[str], decode: Decoder, topic_var: str) -> DecodingKafkaSource:
+    """The decoding Kafka source of `topics` with the flow's settings."""
+    return DecodingKafkaSource(cfg.kafka, topics, decode, tail=not cfg.stop_at_end,
+                               starting_offset=_starting_offset(cfg), config=CONSUMER_CONFIG,
+                               batch_size=cfg.kafka_batch_size, commit_group=cfg.consumer_group, topic_var=topic_var)
 
 
 def read_events(
@@ -171,21 +169,26 @@ def read_events(
     path: Optional[str] = None,
     topics: Optional[list[str]] = None,
     serde: Optional[SerdeConfig] = None,
+    path_var: str = "INPUT_PATH",
+    topic_var: str = "INPUT_TOPIC",
 ) -> EventsIn:
     """Events from `path` (default `cfg.input_path`) or else Kafka `topics`
-    (default `cfg.input_topics`), split from the dead letters. Values are JSON
-    (upcast to the current event version) or, with `VALUE_FORMAT=avro`,
-    Confluent-framed Avro resolved to the current schema (`eventio/decoding.py`)."""
+    (default `cfg.input_topics`; `path_var` and `topic_var` name their
+    variables in messages), split from the dead letters. A recovery store
+    written with other files or topics is refused (`check_parts`). Values are JSON (upcast to the
+    current event version) or, with `VALUE_FORMAT=avro`, Confluent-framed
+    Avro resolved to the current schema (`eventio/decoding.py`)."""
     path = path if path is not None else (cfg.input_path if topics is None else None)
-    decode = (serde or SerdeConfig.from_env()).decoder(max_bytes=cfg.max_message_bytes)
+    decode = (serde or SerdeConfig.from_env()).decoder(max_bytes=cfg.kafka.max_message_bytes)
     if path:
         paths = [p.strip() for p in path.split(",") if p.strip()]
+        check_parts(f"{flow.flow_id}.{step_id}_file", paths, path_var)
         decoded = op.input(f"{step_id}_file", flow, JsonLinesSource(paths, decode.lines))
         channels: Callable[[], int] = lambda: len(paths)
     else:
-        source = DecodingKafkaSource(cfg.brokers, topics or cfg.input_topics, decode, tail=not cfg.stop_at_end,
-                                     starting_offset=_starting_offset(cfg), config=CONSUMER_CONFIG,
-                                     batch_size=cfg.kafka_batch_size, commit_group=cfg.consumer_group)
+        topics = topics or cfg.input_topics
+        check_parts(f"{flow.flow_id}.{step_id}_kafka", topics, topic_var, part_of=lambda key: key.split("-", 1)[1])
+        source = kafka_source(cfg, topics, decode, topic_var)
         decoded = op.input(f"{step_id}_kafka", flow, source)
         channels = _cached(lambda: len(source.list_parts()))
     events, errors = split_dead_letters(step_id, decoded)
@@ -302,7 +305,21 @@ def _file_encoder(step_id: str, key_of: Optional[KeyOf]) -> Callable[[list[Any]]
     return encode_batch
 
 
-def _kafka_encoder(step_id: str, key_of: Optional[KeyOf]) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
+class OversizeRecordError(ValueError):
+    """An output record larger than one Kafka record of `MAX_MESSAGE_BYTES`."""
+
+
+def oversize_dead_letter(step_id: str, key: Optional[bytes], value: bytes, limit: int) -> DeadLetter:
+    """The dead letter of an output record too large for Kafka, cut to fit."""
+    ex = OversizeRecordError(f"output {step_id!r}: a record of {len(value) + len(key or b'')} bytes does not fit "
+                             f"in one Kafka record of {limit} bytes (MAX_MESSAGE_BYTES)")
+    return DeadLetter.of(ex, source=f"output:{step_id}", value=value, key=key).fit(limit)
+
+
+def _kafka_encoder(step_id: str, key_of: Optional[KeyOf],
+                   limit: int) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
+    room = limit - RECORD_OVERHEAD
+
     def encode_batch(items: list[Any]) -> list[Encoded[list[KafkaRecord]]]:
         records: list[KafkaRecord] = []
         failed: list[DeadLetter] = []
@@ -313,7 +330,11 @@ def _kafka_encoder(step_id: str, key_of: Optional[KeyOf]) -> Callable[[list[Any]
                 failed.append(_unencodable(step_id, item, ex, key_of))
                 continue
             key = key_of(item) if key_of is not None else None
-            records.append((None if key is None else key.encode(), value, None))
+            raw = None if key is None else key.encode()
+            if len(value) > room - (len(raw) if raw else 0):
+                failed.append(oversize_dead_letter(step_id, raw, value, limit))
+                continue
+            records.append((raw, value, None))
         return [Encoded(records, failed)]
 
     return encode_batch
@@ -328,40 +349,51 @@ def write_json(
     step_id: str,
     up: Stream[Any],
     cfg: IOConfig,
+    to: Destination,
     *,
-    path: Optional[str],
-    topic: str,
     key_of: Optional[KeyOf] = None,
 ) -> Stream[DeadLetter]:
-    """Write items as JSON lines to `path` if set, else to Kafka `topic`
+    """Write items as JSON lines to the file of `to`, or to its Kafka topic
     keyed by `key_of(item)`. Returns the dead letters of items that strict
-    JSON cannot hold, for the flow's error output."""
-    if path:
+    JSON cannot hold or that are too large for Kafka, for the flow's error
+    output; records the broker refuses go to the dead-letter topic
+    (`CheckedKafkaSink`)."""
+    if to.path:
         encoded: Stream[Any] = op.flat_map_batch(f"{step_id}_encode", up, _file_encoder(step_id, key_of))
-        op.output(step_id, encoded, JsonLinesSink(path))
+        op.output(step_id, encoded, _file_sink(up, step_id, to))
     else:
-        encoded = op.flat_map_batch(f"{step_id}_encode", up, _kafka_encoder(step_id, key_of))
-        op.output(step_id, encoded, CheckedKafkaSink(cfg.brokers, topic))
+        encoded = op.flat_map_batch(f"{step_id}_encode", up,
+                                    _kafka_encoder(step_id, key_of, cfg.kafka.max_message_bytes))
+        op.output(step_id, encoded, _kafka_sink(cfg, to))
     return op.flat_map_batch(f"{step_id}_unencodable", encoded, _failed_of)
+
+
+def _file_sink(up: Stream[Any], step_id: str, to: Destination) -> "JsonLinesSink":
+    """The file of `to`, refused if the recovery store was written to another."""
+    assert to.path is not None
+    check_parts(f"{up.flow().flow_id}.{step_id}", [to.path], to.setting.split(",")[0])
+    return JsonLinesSink(to.path)
+
+
+def _kafka_sink(cfg: IOConfig, to: Destination) -> CheckedKafkaSink:
+    assert to.topic is not None
+    return CheckedKafkaSink(cfg.kafka, to.topic, endpoint=to.describe, dead_letter_topic=cfg.dead_letter_topic)
 
 
 def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[KeyOf] = None) -> Stream[DeadLetter]:
     """Results to `OUTPUT_PATH` or `OUTPUT_TOPIC`; see `write_json`."""
-    return write_json(step_id, up, cfg, path=cfg.output_path, topic=cfg.output_topic, key_of=key_of)
+    return write_json(step_id, up, cfg, cfg.results, key_of=key_of)
 
 
 def write_late(step_id: str, late: Stream[Event], cfg: IOConfig) -> Stream[DeadLetter]:
-    """Late events, as event JSON, to `LATE_OUTPUT_PATH` or `LATE_TOPIC`."""
-    return write_json(
-        step_id, late, cfg, path=cfg.late_output_path, topic=cfg.late_topic,
-        key_of=lambda e: e.user_id,
-    )
+    """Late events, as event JSON, where `IOConfig.late_output` says."""
+    return write_json(step_id, late, cfg, cfg.late_output, key_of=lambda e: e.user_id)
 
 
-def _dead_letter_encoder(to_file: bool) -> Callable[[list[DeadLetter]], list[Any]]:
-    """Count dead letters by class and encode them: one JSON line each for a
-    file (which never fails), original key and value bytes with provenance
-    headers for Kafka."""
+def _dead_letter_encoder(to_file: bool, limit: int) -> Callable[[list[DeadLetter]], list[Any]]:
+    """Count dead letters by class and encode them, each cut to fit one Kafka
+    record of `limit` bytes: one JSON line each for a file (which never
+    fails), original key and value bytes with provenance headers for Kafka."""
     counters: dict[str, Any] = {}
 
     def encode_batch(letters: list[DeadLetter]) -> list[Any]:
@@ -372,6 +404,7 @@ def _dead_letter_encoder(to_file: bool) -> Callable[[list[DeadLetter]], list[Any
             if counter is None:
                 counter = counters[letter.error_class] = metrics.DEAD_LETTERS.labels(letter.error_class)
             counter.inc()
+        letters = [letter.fit(limit) for letter in letters]
         if to_file:
             return [("", Encoded(b"".join(d.to_json_bytes() + b"\n" for d in letters), []))]
         return [Encoded([(d.key, d.value, d.headers()) for d in letters], [])]
@@ -381,15 +414,17 @@ def _dead_letter_encoder(to_file: bool) -> Callable[[list[DeadLetter]], list[Any
 
 def write_dead_letters(step_id: str, errors: Stream[DeadLetter], cfg: IOConfig, *more: Stream[DeadLetter]) -> None:
     """Dead letters of `errors` and of every stream in `more` (such as what
-    the writers could not encode) to `ERROR_OUTPUT_PATH` (JSON) or
-    `DLQ_TOPIC` (original key and value bytes, provenance and reason in
-    headers)."""
+    the writers could not encode) where `IOConfig.dead_letter_output` says:
+    a file (JSON) or a topic (original key and value bytes, provenance and
+    reason in headers)."""
+    to = cfg.dead_letter_output
     merged = op.merge(f"{step_id}_merge", errors, *more) if more else errors
-    encoded = op.flat_map_batch(f"{step_id}_encode", merged, _dead_letter_encoder(bool(cfg.error_output_path)))
-    if cfg.error_output_path:
-        op.output(step_id, encoded, JsonLinesSink(cfg.error_output_path))
+    encoded = op.flat_map_batch(f"{step_id}_encode", merged,
+                                _dead_letter_encoder(bool(to.path), cfg.kafka.max_message_bytes))
+    if to.path:
+        op.output(step_id, encoded, _file_sink(errors, step_id, to))
     else:
-        op.output(step_id, encoded, CheckedKafkaSink(cfg.brokers, cfg.dlq_topic))
+        op.output(step_id, encoded, _kafka_sink(cfg, to))
 
 
 class _JsonLinesSinkPartition(StatefulSinkPartition[Encoded[bytes], int]):

@@ -16,22 +16,30 @@ Flink's Kafka source commits on checkpoint, so Kafka's consumer-group tools
 show the flow's progress and lag. Those commits are for monitoring only: the
 recovery store decides where a resumed flow starts, and a commit made at a
 snapshot can run one epoch ahead of what that store finally holds.
+
+Listing partitions asks the cluster within `KAFKA_CONNECT_TIMEOUT_S` and
+stops the run with a message naming the brokers, the topic and the variable
+if no broker answers; a partition whose client has had no broker for that
+long while running stops the run the same way (`eventio.kafka_health`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, Sequence, Union
 
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from eventio import metrics
+from eventio.bytewax_run import stop_run
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoded, Decoder
+from eventio.kafka_config import KafkaConfigError, KafkaSettings
+from eventio.kafka_health import ClientHealth, KafkaUnavailableError, check_topic
 
 _PARTITION_EOF = ConfluentKafkaError._PARTITION_EOF
 _IGNORED_GROUP = "BYTEWAX_IGNORED"
@@ -49,7 +57,7 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
 
     def __init__(
         self, step_id: str, config: dict[str, Any], topic: str, partition: int, offset: int,
-        batch_size: int, decode: Decoder, commit: bool = False,
+        batch_size: int, decode: Decoder, health: ClientHealth, commit: bool = False,
     ) -> None:
         self._topic = topic
         self._partition = partition
@@ -62,18 +70,29 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
         self._eof = False
         self._lag = BYTEWAX_CONSUMER_LAG_GAUGE.labels(step_id=step_id, topic=topic, partition=partition)
         self._records_read = metrics.KAFKA_RECORDS_READ.labels(step_id, topic)
-        self._consumer = Consumer({**config, "stats_cb": self._on_stats})
+        self._health = health
+        self._consumer = health.settings.make(Consumer, {**config, **health.config(stats=False),
+                                                         "stats_cb": self._on_stats})
         self._consumer.assign([TopicPartition(topic, partition, offset)])
 
     def _on_stats(self, stats: str) -> None:
-        """librdkafka's statistics callback: consumer lag = log end - next offset."""
+        """librdkafka's statistics callback: consumer lag = log end - next
+        offset; whether a broker is up."""
+        parsed = json.loads(stats)
+        self._health.on_stats(parsed)
         if self._offset >= 0:
-            part = json.loads(stats)["topics"][self._topic]["partitions"][str(self._partition)]
-            self._lag.set(part["ls_offset"] - self._offset)
+            part = parsed["topics"].get(self._topic, {}).get("partitions", {}).get(str(self._partition))
+            if part is not None:
+                self._lag.set(part["ls_offset"] - self._offset)
 
     def next_batch(self) -> list[Decoded]:
         if self._eof:
             raise StopIteration()
+        if self._health.down_since is not None or self._health.fatal is not None:
+            try:
+                self._health.check()
+            except KafkaUnavailableError as ex:
+                stop_run(ex)
         decode, topic, partition, channel = self._decode, self._topic, self._partition, self._channel
         out: list[Decoded] = []
         append = out.append
@@ -96,6 +115,7 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
             self._offset = last + 1
         if out:
             self._records_read.inc(len(out))
+            self._health.up()
         return out
 
     def snapshot(self) -> int:
@@ -113,20 +133,21 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
 class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
     """Every partition of `topics`, decoded by `decode` (see `eventio.decoding`).
 
-    `tail=False` stops at the end of each partition; `starting_offset`
-    (`OFFSET_BEGINNING` or `OFFSET_END`) applies to a partition without resume
-    state; `config` adds librdkafka consumer settings; `commit_group` names
-    a consumer group to commit snapshot offsets to, for monitoring (see the
-    module docstring). Listing partitions fails with a clear error after
-    `metadata_timeout_s` when no broker answers, instead of waiting forever.
+    `kafka` is the flow's `KafkaSettings` (or a broker list); `tail=False`
+    stops at the end of each partition; `starting_offset` (`OFFSET_BEGINNING`
+    or `OFFSET_END`) applies to a partition without resume state; `config`
+    holds tuned consumer defaults, which the user's Kafka properties
+    override; `commit_group` names a consumer group to commit snapshot
+    offsets to, for monitoring (see the module docstring); `topic_var` is
+    the variable that named the topics, for messages.
     """
 
     def __init__(
-        self, brokers: list[str], topics: list[str], decode: Decoder, *, tail: bool = True,
+        self, kafka: Union[KafkaSettings, Sequence[str]], topics: list[str], decode: Decoder, *, tail: bool = True,
         starting_offset: int = OFFSET_BEGINNING, config: Optional[dict[str, str]] = None, batch_size: int = 1000,
-        commit_group: Optional[str] = None, metadata_timeout_s: float = 30.0,
+        commit_group: Optional[str] = None, topic_var: str = "INPUT_TOPIC",
     ) -> None:
-        self._brokers = list(brokers)
+        self._settings = KafkaSettings.of(kafka)
         self._topics = list(topics)
         self._decode = decode
         self._tail = tail
@@ -134,47 +155,51 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
         self._config = dict(config or {})
         self._batch_size = batch_size
         self._commit_group = commit_group
-        self._metadata_timeout_s = metadata_timeout_s
+        self._topic_var = topic_var
 
     def _consumer_config(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """`settings` for a consumer of these brokers, then the user's `config`.
-        Partitions are assigned, never joined to a group: offsets live in
-        Bytewax recovery (the group only receives monitoring commits)."""
+        """A consumer of these brokers: the tuned `config`, the user's
+        properties, then `settings`. Partitions are assigned, never joined
+        to a group: offsets live in Bytewax recovery (the group only
+        receives monitoring commits)."""
         group = self._commit_group or _IGNORED_GROUP
-        return {"group.id": group, "bootstrap.servers": ",".join(self._brokers), **settings, **self._config}
+        return self._settings.consumer(self._config, {"group.id": group, **settings})
+
+    def _health(self, topic: str) -> ClientHealth:
+        return ClientHealth(self._settings, f"input topic {topic!r} ({self._topic_var})")
 
     def list_parts(self) -> list[str]:
         """`"{partition}-{topic}"` for every partition, read with a consumer
-        so consumer-only settings in `config` are not handed to an admin
-        client (librdkafka warns about each one)."""
-        consumer = Consumer(self._consumer_config({}))
+        so consumer-only settings are not handed to an admin client
+        (librdkafka warns about each one). No answer within
+        `KAFKA_CONNECT_TIMEOUT_S` stops the run (`stop_run`)."""
         try:
             parts = []
             for topic in self._topics:
+                health = self._health(topic)
+                consumer = self._settings.make(Consumer, self._consumer_config(health.config()))
                 try:
-                    meta = consumer.list_topics(topic, timeout=self._metadata_timeout_s).topics[topic]
-                except KafkaException as ex:
-                    raise RuntimeError(
-                        f"cannot list partitions of Kafka topic {topic!r} from brokers {self._brokers} within "
-                        f"{self._metadata_timeout_s:g} s (KAFKA_BOOTSTRAP_SERVERS): {ex.args[0].str()}"
-                    ) from ex
-                if meta.error is not None:
-                    raise RuntimeError(f"error listing partitions of Kafka topic {topic!r}: {meta.error.str()}")
-                parts.extend(f"{idx}-{topic}" for idx in meta.partitions)
+                    parts.extend(f"{idx}-{topic}" for idx in range(check_topic(consumer, health, topic)))
+                finally:
+                    consumer.close()
             return parts
-        finally:
-            consumer.close()
+        except (KafkaUnavailableError, KafkaConfigError) as ex:
+            stop_run(ex)
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _DecodingPartition:
         idx, topic = for_part.split("-", 1)
         if topic not in self._topics:
             raise ValueError(f"{step_id}: recovery state names topic {topic!r}, not one of {self._topics}")
         config = self._consumer_config({
+            "isolation.level": "read_committed",
             "enable.auto.commit": "false",
             "enable.partition.eof": str(not self._tail),
             "statistics.interval.ms": 1000,
             **({"on_commit": _on_commit} if self._commit_group else {}),
         })
         offset = self._starting_offset if resume_state is None else resume_state
-        return _DecodingPartition(step_id, config, topic, int(idx), offset, self._batch_size, self._decode,
-                                  commit=bool(self._commit_group))
+        try:
+            return _DecodingPartition(step_id, config, topic, int(idx), offset, self._batch_size, self._decode,
+                                      self._health(topic), commit=bool(self._commit_group))
+        except KafkaConfigError as ex:
+            stop_run(ex)

@@ -156,12 +156,10 @@ def build(**overrides: Any) -> Dataflow:
 
     unencodable = [write_output("out", op.map("enrich", valid, validator.enriched), cfg, key_of=lambda r: r["user_id"])]
     unencodable += [write_json("audit", op.filter_map("audited", valid, validator.audit), cfg,
-               path=cfg.side_output_path(setting("audit_path", "", rest), "audit"), topic=setting("audit_topic", "audit", rest),
-               key_of=lambda r: r["user_id"])]
+                               cfg.side_output("audit", rest, "audit"), key_of=lambda r: r["user_id"])]
     errors = op.merge("errors", op.map("invalid", checked.falses, invalid_record),
                       op.map("undecodable", src.errors, dead_letter_record))
-    unencodable += [write_json("errors_out", errors, cfg, path=cfg.side_output_path(setting("errors_path", "", rest), "errors"),
-                               topic=setting("errors_topic", "errors", rest),
+    unencodable += [write_json("errors_out", errors, cfg, cfg.side_output("errors", rest, "errors"),
                                key_of=lambda r: r["event"]["user_id"] if "event" in r else None)]
 
     counts = window(
@@ -178,8 +176,8 @@ def build(**overrides: Any) -> Dataflow:
     )
     unencodable += [
         write_json("metrics_out", op.map("metrics", counts.down, metrics_record), cfg,
-                   path=cfg.side_output_path(setting("metrics_output_path", "", rest), "metrics"),
-                   topic=setting("metrics_topic", "metrics", rest), key_of=lambda r: r["event_type"]),
+                   cfg.side_output("metrics", rest, "metrics", path_var="METRICS_OUTPUT_PATH"),
+                   key_of=lambda r: r["event_type"]),
         write_late("late", op.map("late_events", counts.late, lambda kv: kv[1]), cfg),
     ]
     write_dead_letters("dlq", src.errors, cfg, *unencodable)

@@ -63,7 +63,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 
 from eventio import metrics
@@ -229,17 +228,15 @@ def _config_lines(lines: list[bytes], path: str, first: int) -> list[Union[Tenan
     return out
 
 
-def _config_message(msg: Union[KafkaSourceMessage, KafkaError]) -> Union[TenantConfig, DeadLetter]:
-    if isinstance(msg, KafkaError):
-        m = msg.msg
-        return DeadLetter(m.topic or "?", m.partition, m.offset, m.key, m.value, "KafkaError", str(msg.err))
+def _config_record(value: Optional[bytes], key: Optional[bytes], topic: str, partition: int, offset: int,
+                   channel: Optional[str] = None) -> Union[TenantConfig, DeadLetter]:
+    """A tenant configuration record of the Kafka topic (a `DecodingKafkaSource` decoder)."""
     try:
-        if msg.value is None:
+        if value is None:
             raise TenantConfigError("message has no value")
-        return parse_tenant_config_json(msg.value)
+        return parse_tenant_config_json(value)
     except TenantConfigError as ex:
-        return DeadLetter.of(ex, source=msg.topic or "?", value=msg.value, key=msg.key,
-                             partition=msg.partition, offset=msg.offset)
+        return DeadLetter.of(ex, source=topic, value=value, key=key, partition=partition, offset=offset)
 
 
 def tenant_configs(
@@ -248,8 +245,7 @@ def tenant_configs(
     """The broadcast configuration stream and its dead letters."""
     if topic:
         earliest = dataclasses.replace(cfg, start_offset="earliest")
-        raw = op.input("config_kafka", flow, kafka_source(earliest, [topic]))
-        parsed = op.map("config_parse", raw, _config_message)
+        parsed = op.input("config_kafka", flow, kafka_source(earliest, [topic], _config_record, "TENANT_CONFIG_TOPIC"))
     else:
         parsed = op.input("config_file", flow, JsonLinesSource([path or str(DEFAULTS_PATH)], _config_lines))
     split = op.branch("config_split", parsed, lambda x: isinstance(x, TenantConfig))
@@ -301,8 +297,7 @@ def build(**overrides: Any) -> Dataflow:
         "rate_limited",
         op.map("limited", gated.side[RATE_LIMITED], limited),
         cfg,
-        path=cfg.side_output_path(setting("rate_limited_path", "", rest), "rate_limited"),
-        topic=setting("rate_limited_topic", "rate-limited", rest),
+        cfg.side_output("rate_limited", rest, "rate-limited"),
         key_of=attrgetter("tenant_id"),
     ))
     op.inspect("dropped", gated.side[DROPPED], lambda _step, item: labels.count(item[0], DROPPED))

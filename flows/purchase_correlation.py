@@ -66,9 +66,11 @@ def build(**overrides: Any) -> Dataflow:
 
     flow = Dataflow("purchase_correlation")
     actions = read_events(flow, "actions", cfg, path=setting("actions_path", "", rest),
-                          topics=[setting("actions_topic", "actions", rest)])
+                          topics=[setting("actions_topic", "actions", rest)], path_var="ACTIONS_PATH",
+                          topic_var="ACTIONS_TOPIC")
     purchases = require("priced", read_events(flow, "purchases", cfg, path=setting("purchases_path", "", rest),
-                                              topics=[setting("purchases_topic", "purchases", rest)]), "amount")
+                                              topics=[setting("purchases_topic", "purchases", rest)],
+                                              path_var="PURCHASES_PATH", topic_var="PURCHASES_TOPIC"), "amount")
     joined = interval_join(
         "correlate",
         key_by("actions_by_user", actions.events, attrgetter("user_id")),

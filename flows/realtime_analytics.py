@@ -123,8 +123,7 @@ def build(**overrides: Any) -> Dataflow:
         "summary",
         op.flat_map("summary_records", summary.down, summary_records(threshold)),
         cfg,
-        path=cfg.side_output_path(setting("late_summary_path", "", rest), "late_summary"),
-        topic=setting("late_summary_topic", "late-summary", rest),
+        cfg.side_output("late_summary", rest, "late-summary"),
         key_of=lambda r: r["category"],
     ))
     write_dead_letters("dlq", src.errors, cfg, *unencodable)

@@ -120,6 +120,22 @@ def inspect(directory: Path, *, snapshots: bool = True) -> RecoveryInfo:
     return info
 
 
+def stored_states(directory: Path, step_id: str) -> dict[str, bytes]:
+    """The newest stored snapshot of each state key of step `step_id`
+    (its full id, `flow.step`), keys whose state was discarded left out."""
+    newest: dict[str, tuple[int, Optional[bytes]]] = {}
+    for path in sorted(directory.glob(_PART_GLOB)):
+        with closing(_open(path)) as db:
+            try:
+                rows = db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ?", (step_id,))
+                for key, epoch, blob in rows:
+                    if key not in newest or epoch >= newest[key][0]:
+                        newest[key] = (epoch, blob)
+            except sqlite3.OperationalError:  # not initialised yet
+                continue
+    return {key: blob for key, (_, blob) in newest.items() if blob is not None}
+
+
 def _open(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 

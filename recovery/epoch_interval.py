@@ -12,10 +12,11 @@ such script and the interval is unknown.
 from __future__ import annotations
 
 import logging
-import sys
 from datetime import timedelta
 from types import ModuleType
 from typing import Optional
+
+from eventio.bytewax_run import cli_settings
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +24,10 @@ log = logging.getLogger(__name__)
 def epoch_interval_s(main: Optional[ModuleType] = None) -> Optional[float]:
     """Seconds per epoch of the running `python -m bytewax.run`, or None
     when the flow is not run by it (`main`: the `__main__` module)."""
-    main = sys.modules.get("__main__") if main is None else main
-    spec = getattr(main, "__spec__", None)
-    if spec is None or spec.name != "bytewax.run":
+    settings = cli_settings(main)
+    if settings is None:
         return None
-    settings = getattr(main, "kwargs", None)
-    interval = settings.get("epoch_interval") if isinstance(settings, dict) else None
+    interval = settings.get("epoch_interval")
     if not isinstance(interval, timedelta):
         log.warning("bytewax.run no longer exposes its epoch interval: checks that depend on it are skipped")
         return None

@@ -22,25 +22,42 @@ committed. A transaction carries one epoch of output, so the sink's
 `transaction.timeout.ms` must be larger than the epoch (snapshot) interval:
 by default it is derived from that interval (`transaction_timeout_ms`), and a
 sink given a smaller one refuses to start.
+
+A record the broker refuses for its content (too large, invalid) is replaced
+in the transaction by its dead letter on `dead_letter_topic`: the commit is
+aborted, the refused record found (the sink produces the suspects one at a
+time in a transaction it then aborts, as a broker refuses whole batches) and
+the transaction retried, so a pending epoch always commits, on resume too.
+Any other failure (fenced, no broker within `SINK_TIMEOUT_S`) stops the run
+with one message (`eventio.bytewax_run.stop_run`); a resumed run commits the
+pending epoch.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
 import zlib
 from datetime import timedelta
-from typing import Any, Callable, Optional, Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Stream
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from eventio import metrics
-from recovery.epoch_commit import EpochCommitter, OutRecord, SinkState
+from eventio.bytewax_run import stop_run
+from eventio.kafka_config import KafkaConfigError, KafkaSettings
+from eventio.kafka_health import ClientHealth, KafkaUnavailableError, check_topic
+from eventio.kafka_sink import CONTENT_REFUSALS, REFUSED, refused_dead_letter
+from recovery.directories import stored_states
+from recovery.epoch_commit import EpochCommitter, OutRecord
+from recovery.fixed_settings import StoreMismatchError, check_parts, recovery_directory
 from recovery.heartbeat import heartbeats
 
 log = logging.getLogger(__name__)
@@ -49,8 +66,9 @@ ROUTE_KEY_PREFIX = "\x00sink-partition:"
 """Routing key of items and heartbeat ticks: `prefix + str(sink partition index)`."""
 
 _FENCING_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+_TIMEOUTS = (KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._MSG_TIMED_OUT)
 
-Message = Optional[OutRecord]
+Item = Optional[OutRecord]
 """What a sink partition receives: a record placed on its Kafka partition
 (`OutputPartitions.route`), or `None` for a heartbeat."""
 
@@ -62,9 +80,13 @@ class FencedError(RuntimeError):
     """Another instance with the same transactional id took over this partition."""
 
 
-class CommitTimeoutError(RuntimeError):
+class CommitTimeoutError(KafkaUnavailableError):
     """A transaction could not be committed in time; the epoch stays pending
     in the recovery store and a resumed execution commits it."""
+
+
+DeadLetterRoute = Callable[[Optional[bytes]], tuple[str, int]]
+"""Topic and partition for the dead letter of a refused record with this key."""
 
 
 MIN_TRANSACTION_TIMEOUT_MS = 60_000
@@ -94,61 +116,111 @@ def check_transaction_timeout(timeout_ms: int, epoch_interval_s: Optional[float]
 
 
 class KafkaTransactionalWriter:
-    """One transactional producer plus the progress group it commits to."""
+    """One transactional producer plus the progress group it commits to.
+
+    `kafka` is the flow's `KafkaSettings` (or a broker list); `config` holds
+    the sink's own producer settings (`transaction.timeout.ms`), which the
+    user's properties do not override; `endpoint` names the output topic
+    and its variable in messages; refused records are replaced by dead
+    letters placed by `dead_letter_route`. Every Kafka call of a commit,
+    retries included, ends within `timeout_s`."""
 
     def __init__(
         self,
-        brokers: Sequence[str],
+        kafka: Union[KafkaSettings, Sequence[str]],
         transactional_id: str,
         progress_topic: str,
         config: dict[str, Any],
         timeout_s: float,
         max_attempts: int = 5,
+        *,
+        endpoint: Optional[str] = None,
+        dead_letter_route: Optional[DeadLetterRoute] = None,
     ) -> None:
         self.transactional_id = transactional_id
+        self._settings = KafkaSettings.of(kafka)
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
+        self._dead_letter_route = dead_letter_route
         self._progress = TopicPartition(progress_topic, 0)
-        bootstrap = ",".join(brokers)
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "linger.ms": 5,
-                **config,
-                "transactional.id": transactional_id,
-            }
-        )
+        self._failed: list[tuple[KafkaError, tuple[Any, ...]]] = []
+        self.health = ClientHealth(
+            self._settings, f"{endpoint or f'output topic {progress_topic!r}'} (transactional id {transactional_id!r})")
+        self._producer = self._settings.make(Producer, self._settings.producer(
+            {"linger.ms": 5},
+            {**config, **self.health.config(), "transactional.id": transactional_id,
+             "delivery.report.only.error": True, "on_delivery": self._on_failure},
+        ))
+        check_topic(self._producer, self.health, progress_topic)
         # Fences any zombie with this id and aborts (or completes) its open
         # transaction before we read the recorded progress.
-        self._producer.init_transactions(timeout_s)
+        self._call("initialising the transactional producer", self._producer.init_transactions, timeout_s)
         for outcome in metrics.TRANSACTION_OUTCOMES:
             metrics.TRANSACTIONS.labels(outcome)  # series at 0, so alerts see the first change
-        self._group = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"{transactional_id}.progress",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
+        self._group = self._settings.make(Consumer, self._settings.consumer({}, {
+            **self.health.config(stats=False),
+            "group.id": f"{transactional_id}.progress",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }))
         self._group_metadata = self._group.consumer_group_metadata()
 
+    def _on_failure(self, err: Optional[KafkaError], msg: Message) -> None:
+        if err is not None:
+            self._failed.append((err, (msg.topic(), msg.partition(), msg.key(), msg.value())))
+
+    def _call(self, doing: str, call: Callable[..., Any], *args: Any) -> Any:
+        """`call(*args)`; a timeout becomes `CommitTimeoutError`, naming the brokers."""
+        try:
+            return call(*args)
+        except KafkaException as ex:
+            if ex.args[0].code() not in _TIMEOUTS:
+                raise
+            raise self._timed_out(doing, ex.args[0]) from None
+
+    def _timed_out(self, doing: str, err: KafkaError) -> CommitTimeoutError:
+        return CommitTimeoutError(
+            f"lost Kafka: {doing} did not complete within {self._timeout_s:g} s (SINK_TIMEOUT_S) on brokers "
+            f"{self._settings.describe_brokers()} for {self.health.endpoint}; last error: "
+            f"{self.health.last_error or self._settings.redact(err.str())}. The run stops without committing; "
+            "a resumed run commits the pending epoch"
+        )
+
     def committed_seq(self) -> int:
-        (tp,) = self._group.committed([self._progress], timeout=self._timeout_s)
+        (tp,) = self._call("reading the committed sequence", self._group.committed, [self._progress], self._timeout_s)
         if tp.error is not None:
             raise KafkaException(tp.error)
         return max(tp.offset, 0)
 
+    def watch(self) -> None:
+        """Serve the clients' callbacks; `KafkaUnavailableError` once no
+        broker has answered for `KAFKA_CONNECT_TIMEOUT_S`."""
+        self._producer.poll(0)
+        self._group.poll(0)
+        self.health.check()
+
     def commit(self, records: Sequence[OutRecord], seq: int) -> None:
+        """`records` and `seq` in one transaction, each record the broker
+        refuses replaced by its dead letter. Each try ends within
+        `timeout_s`; finding a refused record starts the clock again."""
+        deadline = time.monotonic() + self._timeout_s
         progress = [TopicPartition(self._progress.topic, 0, seq)]
-        for attempt in range(1, self._max_attempts + 1):
+        substitutes: dict[int, OutRecord] = {}
+        attempt = 0
+        while True:
+            attempt += 1
+            self._failed.clear()
             try:
                 self._producer.begin_transaction()
-                for topic, partition, key, value, headers in records:
-                    self._produce(topic, partition, key, value, headers)
-                self._producer.send_offsets_to_transaction(progress, self._group_metadata, self._timeout_s)
-                self._retrying(self._producer.commit_transaction)
+                for i, record in enumerate(records):
+                    self._produce(*substitutes.get(i, record))
+                if self._failed:  # refused before sending: no use committing
+                    raise KafkaException(self._failed[0][0])
+                self._producer.send_offsets_to_transaction(progress, self._group_metadata, _left(deadline))
+                self._retrying(self._producer.commit_transaction, deadline)
                 metrics.TRANSACTIONS.labels("committed").inc()
+                if substitutes:
+                    metrics.DEAD_LETTERS.labels(REFUSED).inc(len(substitutes))
                 return
             except KafkaException as ex:
                 err: KafkaError = ex.args[0]
@@ -158,13 +230,64 @@ class KafkaTransactionalWriter:
                         f"transactional id {self.transactional_id!r} was taken over by another "
                         f"instance; this one stops without committing: {err.str()}"
                     ) from ex
-                if err.fatal() or not err.txn_requires_abort() or attempt == self._max_attempts:
+                if err.code() in _TIMEOUTS or time.monotonic() >= deadline:
+                    raise self._timed_out("committing the transaction", err) from None
+                refused = {f[1] for f in self._failed if f[0].code() in CONTENT_REFUSALS}
+                if err.fatal() or attempt >= self._max_attempts or not (refused or err.txn_requires_abort()):
                     # Stopping is always safe: a resumed execution commits
                     # the pending epoch unless Kafka recorded it.
                     raise
-                log.warning("transaction of %s aborted, retrying: %s", self.transactional_id, err.str())
+                self._call("aborting the transaction", self._producer.abort_transaction, _left(deadline))
                 metrics.TRANSACTIONS.labels("aborted").inc()
-                self._producer.abort_transaction(self._timeout_s)
+                if refused and self._replace_refused(records, substitutes, refused):
+                    attempt, deadline = 0, time.monotonic() + self._timeout_s
+                else:
+                    log.warning("transaction of %s aborted, retrying: %s", self.transactional_id, err.str())
+
+    def _replace_refused(self, records: Sequence[OutRecord], substitutes: dict[int, OutRecord],
+                         failed: set[tuple[Any, ...]]) -> bool:
+        """Find the records the broker refuses on their own among those of
+        the refused batches and put their dead letters in their place (a dead
+        letter refused itself gives way to one without key and value); the
+        suspects are produced one at a time in probe transactions that are
+        aborted, a new one after each refusal. Each Kafka call is bounded by
+        `timeout_s`, not the whole search, so a large epoch always gets
+        through. Whether a refused record was found."""
+        suspects = [i for i, r in enumerate(records) if substitutes.get(i, r)[:4] in failed]
+        found: list[tuple[int, KafkaError]] = []
+        self._failed.clear()
+        self._producer.begin_transaction()
+        try:
+            for i in suspects:
+                self._produce(*substitutes.get(i, records[i]))
+                self._call("probing a refused record", self._producer.flush, self._timeout_s)
+                if self._failed:
+                    found.append((i, self._failed[0][0]))
+                    self._call("aborting a probe transaction", self._producer.abort_transaction, self._timeout_s)
+                    self._failed.clear()
+                    self._producer.begin_transaction()
+        finally:
+            self._call("aborting a probe transaction", self._producer.abort_transaction, self._timeout_s)
+        replaced = False
+        for index, err in found:
+            if err.code() not in CONTENT_REFUSALS:
+                continue
+            replaced = True
+            reason = self._settings.redact(err.str())
+            if self._dead_letter_route is None:
+                raise KafkaUnavailableError(
+                    f"Kafka refused a record for {self.health.endpoint} and the sink has no dead-letter topic: {reason}")
+            topic, partition, key, value, _ = substitutes.get(index, records[index])
+            dlq_topic, dlq_partition = self._dead_letter_route(key)
+            if index in substitutes:
+                if key is None and value is None:
+                    raise KafkaUnavailableError(
+                        f"dead-letter topic {dlq_topic!r} refused the dead letter of a record refused for "
+                        f"{self.health.endpoint}: {reason}")
+                key = value = None
+            letter = refused_dead_letter(topic, partition, key, value, reason, self._settings.max_message_bytes)
+            substitutes[index] = (dlq_topic, dlq_partition, letter.key, letter.value, letter.headers())
+        return replaced
 
     def _produce(self, topic: str, partition: Optional[int], key: Optional[bytes], value: Optional[bytes],
                  headers: Any) -> None:
@@ -181,25 +304,22 @@ class KafkaTransactionalWriter:
                 return
             except BufferError:
                 self._producer.poll(0.05)
+            except KafkaException as ex:  # refused before sending (its size): handled as a failed delivery
+                if ex.args[0].code() not in CONTENT_REFUSALS:
+                    raise
+                self._failed.append((ex.args[0], (topic, None if partition == _UNASSIGNED else partition, key, value)))
+                return
 
-    def _retrying(self, call: Callable[[float], None]) -> None:
-        """`call(timeout)`, again while it fails with a retriable error, for at
-        most the writer's timeout in all."""
-        deadline = time.monotonic() + self._timeout_s
+    def _retrying(self, call: Callable[[float], None], deadline: float) -> None:
+        """`call(timeout)`, again while it fails with a retriable error,
+        until `deadline`."""
         while True:
-            remaining = deadline - time.monotonic()
             try:
-                call(max(remaining, 0.1))
+                call(_left(deadline))
                 return
             except KafkaException as ex:
-                if not ex.args[0].retriable():
+                if not ex.args[0].retriable() or time.monotonic() >= deadline:
                     raise
-                if time.monotonic() >= deadline:
-                    raise CommitTimeoutError(
-                        f"commit of transactional id {self.transactional_id!r} did not complete "
-                        f"within {self._timeout_s}s (broker unreachable, or the id was taken over "
-                        f"by another instance); stopping without committing: {ex.args[0].str()}"
-                    ) from ex
 
     def close(self) -> None:
         """Drop anything not committed (closing never commits)."""
@@ -208,20 +328,49 @@ class KafkaTransactionalWriter:
         self._producer.flush(0)
 
 
-class _TransactionalPartition(StatefulSinkPartition[Message, SinkState]):
-    """Bytewax face of an `EpochCommitter`."""
+def _left(deadline: float) -> float:
+    return max(deadline - time.monotonic(), 0.1)
 
-    def __init__(self, committer: EpochCommitter) -> None:
+
+StoredState = tuple[int, tuple[OutRecord, ...], int]
+"""A sink partition's recovery state: its `SinkState` and the sink's
+partition count, which must not change for the life of a store (older
+stores hold the `SinkState` alone)."""
+
+
+class _TransactionalPartition(StatefulSinkPartition[Item, StoredState]):
+    """Bytewax face of an `EpochCommitter`: a failure that stops the
+    partition stops the run with its message (`stop_run`)."""
+
+    def __init__(self, committer: EpochCommitter, writer: KafkaTransactionalWriter, partitions: int) -> None:
         self._committer = committer
+        self._writer = writer
+        self._partitions = partitions
 
-    def write_batch(self, values: list[Message]) -> None:
-        self._committer.add([record for record in values if record is not None])
+    def write_batch(self, values: list[Item]) -> None:
+        try:
+            self._committer.add([record for record in values if record is not None])
+            self._writer.watch()
+        except (KafkaException, KafkaUnavailableError, FencedError) as ex:
+            stop_run(_stopping(ex, self._writer.health.settings, self._writer.health.endpoint))
 
-    def snapshot(self) -> SinkState:
-        return self._committer.snapshot()
+    def snapshot(self) -> StoredState:
+        try:
+            return (*self._committer.snapshot(), self._partitions)
+        except (KafkaException, KafkaUnavailableError, FencedError) as ex:
+            stop_run(_stopping(ex, self._writer.health.settings, self._writer.health.endpoint))
 
     def close(self) -> None:
         self._committer.close()
+
+
+def _stopping(ex: Exception, settings: KafkaSettings, endpoint: str) -> Exception:
+    """The error to stop with: ours as they are, librdkafka's in a sentence."""
+    if not isinstance(ex, KafkaException):
+        return ex
+    return KafkaUnavailableError(
+        f"Kafka transaction of {endpoint} failed on brokers {settings.describe_brokers()}: "
+        f"{settings.redact(ex.args[0].str())}")
 
 
 class OutputPartitions:
@@ -238,8 +387,9 @@ class OutputPartitions:
     sink partitions`: consecutive partitions go to different producers.
     """
 
-    def __init__(self, brokers: Sequence[str], default_topic: str, sink_partitions: int, timeout_s: float) -> None:
-        self._brokers = ",".join(brokers)
+    def __init__(self, kafka: Union[KafkaSettings, Sequence[str]], default_topic: str, sink_partitions: int,
+                 timeout_s: float) -> None:
+        self._settings = KafkaSettings.of(kafka)
         self._default_topic = default_topic
         self._sink_partitions = sink_partitions
         self._timeout_s = timeout_s
@@ -251,19 +401,29 @@ class OutputPartitions:
         self._metadata: Optional[Producer] = None
 
     def partition_count(self, topic: str) -> int:
-        """Partitions of `topic`, asked of the cluster once per topic."""
+        """Partitions of `topic`, asked of the cluster once per topic; no
+        answer within `KAFKA_CONNECT_TIMEOUT_S` stops the run."""
         count = self._counts.get(topic)
         if count is None:
-            with self._lock:
-                if self._metadata is None:
-                    self._metadata = Producer({"bootstrap.servers": self._brokers})
-                meta = self._metadata.list_topics(topic, timeout=self._timeout_s).topics.get(topic)
-            if meta is None or meta.error is not None or not meta.partitions:
-                raise KafkaException(
-                    meta.error if meta is not None and meta.error is not None
-                    else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, f"output topic {topic!r} has no partitions"))
-            count = self._counts[topic] = len(meta.partitions)
+            health = ClientHealth(self._settings, f"output topic {topic!r}")
+            try:
+                with self._lock:
+                    if self._metadata is None:
+                        self._metadata = self._settings.make(Producer, self._settings.producer({}, health.config()))
+                    count = self._counts[topic] = check_topic(self._metadata, health, topic)
+            except (KafkaUnavailableError, KafkaConfigError) as ex:
+                stop_run(ex)
         return count
+
+    def owned_partition(self, topic: str, owner: int, key: Optional[bytes]) -> int:
+        """A partition of `topic` that sink partition `owner` writes: the
+        first it owns, else (fewer partitions than producers) where `key`
+        hashes to."""
+        count = self.partition_count(topic)
+        for partition in range(count):
+            if self.owner(topic, partition) == owner:
+                return partition
+        return zlib.crc32(key or b"") % count
 
     def owner(self, topic: str, partition: int) -> int:
         """Index of the sink partition that writes Kafka partition `partition` of `topic`."""
@@ -285,7 +445,7 @@ class OutputPartitions:
         return self.route_keys[self.owner(topic, partition)], (topic, partition, msg.key, msg.value, msg.headers)
 
 
-class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
+class TransactionalKafkaSink(FixedPartitionedSink[Item, StoredState]):
     """Kafka sink with exactly-once output under Bytewax recovery; use it
     through `exactly_once_output`.
 
@@ -302,7 +462,7 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
 
     def __init__(
         self,
-        brokers: Sequence[str],
+        kafka: Union[KafkaSettings, Sequence[str]],
         topic: str,
         *,
         transactional_id_prefix: str,
@@ -310,15 +470,19 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
         add_config: Optional[dict[str, Any]] = None,
         timeout_s: float = 30.0,
         epoch_interval_s: Optional[float] = None,
+        dead_letter_topic: Optional[str] = None,
+        endpoint: Optional[str] = None,
     ) -> None:
-        if isinstance(brokers, str):
+        if isinstance(kafka, str):
             raise TypeError("brokers must be a list of host:port strings, not a string")
         if partitions < 1:
             raise ValueError(f"partitions must be at least 1, got {partitions}")
         if not transactional_id_prefix:
             raise ValueError("transactional_id_prefix must not be empty")
-        self.brokers = list(brokers)
+        self.settings = KafkaSettings.of(kafka)
         self.topic = topic
+        self.dead_letter_topic = dead_letter_topic
+        self.endpoint = endpoint or f"output topic {topic!r}"
         self.transactional_id_prefix = transactional_id_prefix
         self.partitions = partitions
         self.add_config = dict(add_config or {})
@@ -332,7 +496,7 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
         width = len(str(partitions - 1))
         # Equal-width names sort in index order, which `part_fn` relies on.
         self._names = [str(i).zfill(width) for i in range(partitions)]
-        self.placement = OutputPartitions(self.brokers, topic, partitions, timeout_s)
+        self.placement = OutputPartitions(self.settings, topic, partitions, timeout_s)
 
     def list_parts(self) -> list[str]:
         return list(self._names)
@@ -352,17 +516,50 @@ class TransactionalKafkaSink(FixedPartitionedSink[Message, SinkState]):
     def transactional_id(self, step_id: str, part: str) -> str:
         return f"{self.transactional_id_prefix}-{step_id}-{part}"
 
+    def check_store(self, step_id: str, directory: Optional[Path] = None) -> None:
+        """Refuse a recovery store written with another partition count
+        (`StoreMismatchError` naming `SINK_PARTITIONS`); `step_id` is the
+        sink's full id. Call it when building, before the run opens the store."""
+        directory = directory or recovery_directory()
+        if directory is None:
+            return
+        states = [pickle.loads(blob) for blob in stored_states(directory, step_id).values()]
+        counts = {state[2] for state in states if len(state) > 2}
+        if counts and counts != {self.partitions}:
+            count = max(counts)
+            raise StoreMismatchError(
+                f"SINK_PARTITIONS is {self.partitions}, but the recovery store {directory} was written with "
+                f"SINK_PARTITIONS={count} (step {step_id!r}); it is fixed for the life of a recovery store: set "
+                f"SINK_PARTITIONS={count}, or start on a new recovery directory")
+        check_parts(step_id, self._names, "SINK_PARTITIONS",
+                    lambda names: f"{len(names)} sink partitions ({', '.join(names)})" if names else "none",
+                    directory)
+
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[SinkState]
+        self, step_id: str, for_part: str, resume_state: Optional[StoredState]
     ) -> _TransactionalPartition:
-        writer = KafkaTransactionalWriter(
-            self.brokers,
-            self.transactional_id(step_id, for_part),
-            self.topic,
-            self.add_config,
-            self.timeout_s,
-        )
-        return _TransactionalPartition(EpochCommitter(writer, resume_state))
+        """A partition's producer, ready (its zombie fenced, the pending
+        epoch of `resume_state` committed); a failure stops the run."""
+        index = int(for_part)
+        dlq = self.dead_letter_topic
+        route: Optional[DeadLetterRoute] = None
+        if dlq is not None:
+            def route(key: Optional[bytes]) -> tuple[str, int]:
+                return dlq, self.placement.owned_partition(dlq, index, key)
+        try:
+            writer = KafkaTransactionalWriter(
+                self.settings,
+                self.transactional_id(step_id, for_part),
+                self.topic,
+                self.add_config,
+                self.timeout_s,
+                endpoint=self.endpoint,
+                dead_letter_route=route,
+            )
+            resume = None if resume_state is None else (resume_state[0], resume_state[1])
+            return _TransactionalPartition(EpochCommitter(writer, resume), writer, self.partitions)
+        except (KafkaException, KafkaUnavailableError, FencedError, KafkaConfigError) as ex:
+            stop_run(_stopping(ex, self.settings, self.endpoint))
 
 
 def exactly_once_output(
@@ -376,13 +573,14 @@ def exactly_once_output(
     heartbeat ticks to every partition every `heartbeat_interval` so quiet
     partitions commit promptly. Pass `None` for bounded input: the heartbeat
     never ends, so neither would the flow."""
-    routed: Stream[tuple[str, Message]] = op.map(f"{step_id}_route", up, sink.placement.route)
+    sink.check_store(f"{up.flow().flow_id}.{step_id}")
+    routed: Stream[tuple[str, Item]] = op.map(f"{step_id}_route", up, sink.placement.route)
     if heartbeat_interval is None:
         op.output(step_id, routed, sink)
         return
     keys = sink.heartbeat_keys()
     ticks = heartbeats(f"{step_id}_heartbeat", up.flow(), heartbeat_interval)
-    fanned: Stream[tuple[str, Message]] = op.flat_map(
+    fanned: Stream[tuple[str, Item]] = op.flat_map(
         f"{step_id}_heartbeat_fan", ticks, lambda _: [(k, None) for k in keys]
     )
     op.output(step_id, op.merge(f"{step_id}_merge", routed, fanned), sink)

@@ -43,6 +43,7 @@ class LogRecord:
     value: Optional[bytes]
     producer_id: int
     transactional: bool
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass
@@ -171,9 +172,8 @@ def read_partition(bootstrap: str, topic: str, partition: int, timeout_s: float 
                     if batch.is_control_batch:
                         log.markers.append((rec.offset, pid, bool(rec.commit)))
                     else:
-                        log.records.append(
-                            LogRecord(partition, rec.offset, rec.key, rec.value, pid, batch.is_transactional)
-                        )
+                        log.records.append(LogRecord(partition, rec.offset, rec.key, rec.value, pid,
+                                                     batch.is_transactional, tuple(rec.headers)))
                 offset = batch.next_offset
             if offset >= log.high_watermark or not progressed:
                 return log

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Optional
 
 MAX_DEPTH = 500
-MAX_BYTES = 1_048_576
+MAX_BYTES = 1_000_000
 MIN_TS, MAX_TS = -62_135_596_800_000, 253_402_300_799_999
 STRINGS = ("event_id", "user_id", "event_type", "category", "region", "tenant_id", "location", "device_id", "user_type")
 NUMBERS = ("amount", "value")

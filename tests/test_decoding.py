@@ -4,6 +4,8 @@ agreeing on what every schema version means."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import struct
 import uuid
@@ -27,6 +29,7 @@ from eventio.avro import (
 from eventio.deadletter import DeadLetter
 from eventio.decoding import MAX_MESSAGE_BYTES, SerdeConfig, decode_record
 from eventio.event import Event
+from eventio.kafka_config import wire_size
 
 BASE = {"event_id": "e1", "user_id": "u1", "event_type": "purchase", "timestamp": 1_704_067_200_000}
 
@@ -56,7 +59,6 @@ def test_json_event_decodes_with_its_partition_channel() -> None:
     "value, error_class, reason",
     [
         (None, "NullValueError", "no value"),
-        (b"x" * 33, "OversizeMessageError", "33 bytes exceeds the 32-byte limit"),
         (b'{"a": "\xff\xfe"}', "InvalidJsonError", "not UTF-8"),
         (b'{"event_id": ', "InvalidJsonError", "invalid JSON"),
         (b'{"amount": NaN}', "InvalidJsonError", "NaN is not valid JSON"),
@@ -68,18 +70,39 @@ def test_json_event_decodes_with_its_partition_channel() -> None:
         (b"[" * 100_000, "InvalidJsonError", "recursion"),
         (b"9" * 5000, "InvalidJsonError", "digits"),
     ],
-    ids=["null", "oversize", "utf8", "truncated-json", "nan", "array", "missing-field", "type", "amount",
+    ids=["null", "utf8", "truncated-json", "nan", "array", "missing-field", "type", "amount",
          "future-version", "deep-nesting", "huge-int"],
 )
 def test_bad_json_becomes_a_dead_letter(value, error_class, reason) -> None:
     reasons: list[str] = []
-    dead = decode_json(value, max_bytes=32 if error_class == "OversizeMessageError" else MAX_MESSAGE_BYTES,
-                       on_dead_letter=reasons.append)
+    dead = decode_json(value, max_bytes=MAX_MESSAGE_BYTES, on_dead_letter=reasons.append)
     assert isinstance(dead, DeadLetter)
     assert (dead.error_class, dead.source, dead.partition, dead.offset, dead.key, dead.value) == (
         error_class, "events", 2, 41, b"k", value)
     assert reason in dead.message
     assert reasons == [error_class]
+
+
+@pytest.mark.parametrize("size", [2001, 1_040_000, 10_000_000])
+def test_an_oversize_value_becomes_a_dead_letter_cut_to_fit_with_its_size_and_hash(size: int) -> None:
+    """A dead letter must fit one Kafka record of the same limit: the value
+    keeps its first bytes and says how large it was and what its SHA-256 is."""
+    limit = 2000 if size == 2001 else MAX_MESSAGE_BYTES
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    reasons: list[str] = []
+    dead = decode_json(value, max_bytes=limit, on_dead_letter=reasons.append)
+    assert isinstance(dead, DeadLetter) and reasons == ["OversizeMessageError"]
+    assert f"{size} bytes exceeds the {limit}-byte limit" in dead.message
+    assert (dead.source, dead.partition, dead.offset, dead.key) == ("events", 2, 41, b"k")
+    assert dead.value is not None and value.startswith(dead.value) and 0 < len(dead.value) < limit
+    assert dead.original_size == size and dead.original_sha256 == hashlib.sha256(value).hexdigest()
+    assert wire_size(dead.key, dead.value, dead.headers()) <= limit
+    headers = dict(dead.headers())
+    assert headers["dlq.original.size"] == str(size).encode()
+    assert headers["dlq.original.sha256"] == hashlib.sha256(value).hexdigest().encode()
+    as_json = dead.to_dict()
+    assert (as_json["original_size"], as_json["original_sha256"]) == (size, hashlib.sha256(value).hexdigest())
+    assert base64.b64decode(as_json["payload_b64"]) == dead.value
 
 
 def test_bad_avro_becomes_a_dead_letter(client) -> None:

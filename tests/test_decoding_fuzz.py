@@ -4,6 +4,7 @@ letter with a documented error class, the original bytes and provenance."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from typing import Any, Callable
@@ -15,6 +16,7 @@ from eventio.avro import AvroDeserializer, AvroError, AvroSerializer, registry_c
 from eventio.deadletter import DeadLetter
 from eventio.decoding import InvalidJsonError, decode_record, parse_json
 from eventio.event import Event, EventError, MAX_TIMESTAMP, MIN_TIMESTAMP
+from eventio.kafka_config import wire_size
 from eventio.upcasting import upcast
 
 CLIENT = registry_client("mock://test-decoding-fuzz")
@@ -30,14 +32,21 @@ ERRORS = {"json": JSON_ERRORS, "avro": AVRO_ERRORS}
 
 def check_decodes_or_dead_letters(value: bytes, fmt: str, max_bytes: int = 1 << 20) -> Event | DeadLetter:
     """The fuzz oracle: a result, never an exception; a dead letter carries
-    the input unchanged, its provenance and a documented class; the hook
-    fires exactly once per dead letter."""
+    the input unchanged (or, when it had to be cut to fit one record of
+    `max_bytes`, its first bytes with the original size and SHA-256), its
+    provenance and a documented class; the hook fires exactly once per dead
+    letter."""
     reasons: list[str] = []
     result = decode_record(value, b"key", source="fuzz", partition=3, offset=99, fmt=fmt,  # type: ignore[arg-type]
                            deserializer=DESERIALIZER, max_bytes=max_bytes, on_dead_letter=reasons.append)
     if isinstance(result, DeadLetter):
-        assert (result.source, result.partition, result.offset, result.key, result.value) == (
-            "fuzz", 3, 99, b"key", value)
+        assert (result.source, result.partition, result.offset) == ("fuzz", 3, 99)
+        if result.cut:
+            assert result.value is not None and value.startswith(result.value) and b"key".startswith(result.key or b"")
+            assert (result.original_size, result.original_sha256) == (len(value), hashlib.sha256(value).hexdigest())
+            assert wire_size(result.key, result.value, result.headers()) <= max_bytes
+        else:
+            assert (result.key, result.value) == (b"key", value)
         assert result.error_class in ERRORS[fmt], (result.error_class, result.message)
         assert result.message
         assert reasons == [result.error_class]
@@ -142,7 +151,7 @@ def test_corrupted_json(value) -> None:
     check_decodes_or_dead_letters(value, "json")
 
 
-@given(st.binary(max_size=64), st.integers(0, 64))
+@given(st.binary(max_size=1300) | st.builds(lambda n: b"{" * n, st.integers(900, 1300)), st.integers(1000, 1200))
 def test_the_size_limit_applies_before_decoding(value, limit) -> None:
     result = check_decodes_or_dead_letters(value, "json", max_bytes=limit)
     if len(value) > limit:

@@ -20,6 +20,8 @@ from eventio.deadletter import DeadLetter
 from eventio.decoding import SerdeConfig
 from eventio.event import Event
 from eventio.flowio import read_events
+from eventio.kafka_config import KafkaSettings
+from eventio.kafka_health import KafkaUnavailableError
 from eventio.kafka_source import DecodingKafkaSource
 
 
@@ -156,12 +158,17 @@ def test_a_flow_with_consumer_group_set_commits_its_progress(broker: EmbeddedBro
 
 
 def test_listing_partitions_without_a_reachable_broker_is_a_clear_error() -> None:
-    source = DecodingKafkaSource([f"127.0.0.1:{free_port()}"], ["events"], SerdeConfig().decoder(),
-                                 metadata_timeout_s=1)
+    brokers = f"127.0.0.1:{free_port()}"
+    kafka = KafkaSettings.resolve(bootstrap_servers=brokers, connect_timeout_s=1)
+    source = DecodingKafkaSource(kafka, ["events"], SerdeConfig().decoder())
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"cannot list partitions of Kafka topic 'events' from brokers .* within 1 s"):
+    with pytest.raises(KafkaUnavailableError) as raised:
         source.list_parts()
     assert time.monotonic() - started < 10
+    assert str(raised.value).startswith(
+        f"cannot reach Kafka: no broker of {brokers} (KAFKA_BOOTSTRAP_SERVERS) answered within 1 s "
+        "(KAFKA_CONNECT_TIMEOUT_S) for input topic 'events' (INPUT_TOPIC); last error: ")
+    assert "Connection refused" in str(raised.value)
 
 
 def test_records_read_are_counted_decoded_or_not(broker: EmbeddedBroker, topic_name: str) -> None:
