@@ -35,6 +35,7 @@ pending epoch.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import pickle
 import threading
@@ -535,6 +536,14 @@ class TransactionalKafkaSink(FixedPartitionedSink[Item, StoredState]):
                     lambda names: f"{len(names)} sink partitions ({', '.join(names)})" if names else "none",
                     directory)
 
+    def commit_stored(self, step_id: str, directory: Path) -> None:
+        """Commit what the recovery store holds pending for this sink: what
+        a resumed run does first, done as the process ends, so a bounded run
+        leaves no epoch uncommitted (Bytewax writes the last epoch's
+        snapshot as the input ends, and no call follows it)."""
+        for part, blob in sorted(stored_states(directory, step_id).items()):
+            self.build_part(step_id, part, pickle.loads(blob)).close()
+
     def build_part(
         self, step_id: str, for_part: str, resume_state: Optional[StoredState]
     ) -> _TransactionalPartition:
@@ -572,8 +581,14 @@ def exactly_once_output(
     its Kafka partition (the key places messages without a Kafka key), with
     heartbeat ticks to every partition every `heartbeat_interval` so quiet
     partitions commit promptly. Pass `None` for bounded input: the heartbeat
-    never ends, so neither would the flow."""
-    sink.check_store(f"{up.flow().flow_id}.{step_id}")
+    never ends, so neither would the flow. Run by `bytewax.run -r DIR`,
+    the pending output of the store is committed when the process ends
+    (`TransactionalKafkaSink.commit_stored`)."""
+    full_id = f"{up.flow().flow_id}.{step_id}"
+    sink.check_store(full_id)
+    directory = recovery_directory()
+    if directory is not None:
+        atexit.register(sink.commit_stored, full_id, directory)
     routed: Stream[tuple[str, Item]] = op.map(f"{step_id}_route", up, sink.placement.route)
     if heartbeat_interval is None:
         op.output(step_id, routed, sink)
