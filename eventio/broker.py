@@ -7,11 +7,17 @@ filtered of aborted records, consumer-group joins are slow (use `assign()`),
 metadata requests auto-create topics, and a restart loses every record.
 Production users point `KAFKA_BOOTSTRAP_SERVERS` at a real cluster instead.
 
-    python -m eventio.broker            # run until Ctrl-C, print the address
+    python -m eventio.broker                                   # port 9092 if free
+    python -m eventio.broker --port 19092 --topic events --partitions 4 --log broker.log
+
+It prints `KAFKA_BOOTSTRAP_SERVERS=...` once the broker answers and runs
+until Ctrl-C or SIGTERM, which stop the broker too. Its log goes to `--log`,
+else to a temporary file removed when it stops.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -21,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Optional
+from typing import Optional, Sequence
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -66,19 +72,23 @@ class EmbeddedBroker:
         advertised: Optional[str] = None,
         schema_registry: Optional[Path] = None,
         authentication: bool = False,
+        log_path: Optional[Path] = None,
     ) -> None:
         """`advertised`: the `host:port` clients are told to use (a proxy in
         front, say), default the broker's own; `schema_registry`: a
         directory of `<topic>.json` schemas whose records the broker
         validates (and refuses with INVALID_RECORD); `authentication`:
-        require SASL."""
+        require SASL; `log_path`: where the broker's log goes (kept),
+        default a temporary file removed by `stop`."""
         self.port = port or free_port()
         self.startup_timeout_s = startup_timeout_s
         self.advertised = advertised or f"127.0.0.1:{self.port}"
         self.schema_registry = schema_registry
         self.authentication = authentication
         self.process: Optional[subprocess.Popen[bytes]] = None
-        self._log = tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False)
+        self._keep_log = log_path is not None
+        self._log = (open(log_path, "ab") if log_path is not None
+                     else tempfile.NamedTemporaryFile(prefix="tansu-", suffix=".log", delete=False))
 
     @property
     def bootstrap_servers(self) -> str:
@@ -99,7 +109,11 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # a signal while starting, too: never leave the broker behind
+            self.stop()
+            raise
         return self
 
     def _wait_ready(self) -> None:
@@ -116,11 +130,15 @@ class EmbeddedBroker:
                 return
             except Exception:
                 time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"broker not ready after {self.startup_timeout_s}s: {self.log_tail()}")
 
+    @property
+    def log_path(self) -> Path:
+        """The broker's log file (removed by `stop` unless it was asked for)."""
+        return Path(self._log.name)
+
     def log_tail(self, chars: int = 2000) -> str:
-        return Path(self._log.name).read_text(errors="replace")[-chars:]
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     def create_topics(self, topics: dict[str, int]) -> None:
         """Create topics with the given partition counts; wait for each."""
@@ -138,7 +156,10 @@ class EmbeddedBroker:
                 except ProcessLookupError:
                     pass
                 proc.wait(timeout=5)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
+            if not self._keep_log:
+                self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "EmbeddedBroker":
         return self.start()
@@ -170,15 +191,51 @@ def create_topics(bootstrap_servers: str, topics: dict[str, int], timeout_s: flo
                     raise RuntimeError(f"cannot create topic {name!r}: {ex}") from ex
 
 
-def main() -> None:
-    """Run a broker in the foreground until interrupted."""
-    with EmbeddedBroker(port=int(sys.argv[1]) if len(sys.argv) > 1 else None) as broker:
-        print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
+DEFAULT_PORT = 9092
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run a broker in the foreground until Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m eventio.broker", description=__doc__.split("\n\n")[0],
+                                     epilog="Memory storage: a restart loses every record.")
+    parser.add_argument("--port", type=int, help=f"port on 127.0.0.1 (default {DEFAULT_PORT} when free, "
+                                                 "else any free port)")
+    parser.add_argument("--topic", action="append", default=[], metavar="NAME",
+                        help="create this topic at start-up (repeatable)")
+    parser.add_argument("--partitions", type=int, default=1, metavar="N",
+                        help="partitions of each --topic (default 1)")
+    parser.add_argument("--log", type=Path, metavar="FILE", help="append the broker's log to FILE (default: a "
+                                                               "temporary file removed at the end)")
+    args = parser.parse_args(argv)
+    if args.partitions < 1:
+        parser.error(f"--partitions {args.partitions}: expected a positive integer")
+    if args.port is not None and not port_is_free(args.port):
+        parser.error(f"--port {args.port}: the port is in use")
+    port = args.port or (DEFAULT_PORT if port_is_free(DEFAULT_PORT) else free_port())
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        with EmbeddedBroker(port=port, log_path=args.log) as broker:
+            if args.topic:
+                broker.create_topics(dict.fromkeys(args.topic, args.partitions))
+            print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
             signal.pause()
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
