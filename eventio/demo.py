@@ -17,6 +17,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -24,11 +25,25 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from eventio import generators
 from eventio.broker import EmbeddedBroker, create_topics
 
-EVENTS = int(os.environ.get("DEMO_EVENTS", "20000"))
-RUN = time.strftime("%Y%m%d%H%M%S")
-IN, OUT, LATE, DLQ = (f"demo-{name}-{RUN}" for name in ("events", "sessions", "late", "dlq"))
-TOPICS = {IN: 3, OUT: 1, LATE: 1, DLQ: 1}
 WORKDIR = Path("demo-out")
+DEFAULT_EVENTS = 20_000
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topics of one demo run, named after its start time."""
+
+    events: str
+    sessions: str
+    late: str
+    dlq: str
+
+    @classmethod
+    def of_run(cls, run: str) -> "Topics":
+        return cls(*(f"demo-{name}-{run}" for name in ("events", "sessions", "late", "dlq")))
+
+    def partitions(self) -> dict[str, int]:
+        return {self.events: 3, self.sessions: 1, self.late: 1, self.dlq: 1}
 
 
 def read_topic(bootstrap: str, topic: str, quiet_s: float = 1.0) -> list[tuple[bytes | None, bytes | None]]:
@@ -60,23 +75,23 @@ def read_topic(bootstrap: str, topic: str, quiet_s: float = 1.0) -> list[tuple[b
         consumer.close()
 
 
-def produce_input(bootstrap: str) -> int:
+def produce_input(bootstrap: str, topic: str, count: int) -> int:
     """The demo stream: sessions with disorder and late events, plus garbage."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
-    events = generators.disorder(generators.sessions(EVENTS, seed=42, users=800), seed=42,
+    events = generators.disorder(generators.sessions(count, seed=42, users=800), seed=42,
                                  bound_ms=90_000, late_fraction=0.01, late_by_ms=40 * 60_000)
     count = 0
     for e in events:
-        producer.produce(IN, json.dumps(e).encode(), key=e["user_id"].encode())
+        producer.produce(topic, json.dumps(e).encode(), key=e["user_id"].encode())
         producer.poll(0)
         count += 1
     for bad in (b"{truncated", b"\x00\x01binary", b'{"event_id": "x", "user_id": "u"}'):
-        producer.produce(IN, bad, key=b"bad")
+        producer.produce(topic, bad, key=b"bad")
     producer.flush(60)
     return count
 
 
-def run_flow(bootstrap: str) -> float:
+def run_flow(bootstrap: str, topics: Topics) -> float:
     """Run the session analytics flow with recovery until the input ends."""
     recovery = WORKDIR / "recovery"
     shutil.rmtree(WORKDIR, ignore_errors=True)
@@ -85,10 +100,10 @@ def run_flow(bootstrap: str) -> float:
     env = dict(
         os.environ,
         KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        INPUT_TOPIC=IN,
-        OUTPUT_TOPIC=OUT,
-        LATE_TOPIC=LATE,
-        DLQ_TOPIC=DLQ,
+        INPUT_TOPIC=topics.events,
+        OUTPUT_TOPIC=topics.sessions,
+        LATE_TOPIC=topics.late,
+        DLQ_TOPIC=topics.dlq,
         STOP_AT_END="true",
     )
     started = time.monotonic()
@@ -100,9 +115,9 @@ def run_flow(bootstrap: str) -> float:
     return time.monotonic() - started
 
 
-def summarize(bootstrap: str, produced: int, seconds: float) -> str:
+def summarize(bootstrap: str, topics: Topics, produced: int, seconds: float) -> str:
     """A readable summary of what the flow wrote."""
-    firings = [json.loads(v) for _, v in read_topic(bootstrap, OUT) if v]
+    firings = [json.loads(v) for _, v in read_topic(bootstrap, topics.sessions) if v]
     # Apply each firing as a table would: drop the sessions it supersedes
     # (its own earlier firing, sessions a late event merged), keep it.
     windows: dict[tuple[str, int, int], dict] = {}
@@ -113,8 +128,8 @@ def summarize(bootstrap: str, produced: int, seconds: float) -> str:
     spend: Counter[str] = Counter()
     for w in windows.values():
         spend[w["user_id"]] += w["total_spent"]
-    late = read_topic(bootstrap, LATE)
-    dead = read_topic(bootstrap, DLQ)
+    late = read_topic(bootstrap, topics.late)
+    dead = read_topic(bootstrap, topics.dlq)
     updates = sum(1 for f in firings if f["is_late_update"])
     lines = [
         "",
@@ -132,18 +147,26 @@ def summarize(bootstrap: str, produced: int, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main() -> int:
+    """The demo: `DEMO_EVENTS` events (default 20,000) through the flow, on
+    the embedded broker unless `KAFKA_BOOTSTRAP_SERVERS` is set."""
+    raw = os.environ.get("DEMO_EVENTS", "").strip() or str(DEFAULT_EVENTS)
+    if not raw.isdigit() or int(raw) < 1:
+        print(f"DEMO_EVENTS={raw!r}: expected a positive integer", file=sys.stderr)
+        return 2
+    topics = Topics.of_run(time.strftime("%Y%m%d%H%M%S"))
     with ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not bootstrap:
             bootstrap = stack.enter_context(EmbeddedBroker()).bootstrap_servers
             print(f"embedded broker on {bootstrap}")
-        create_topics(bootstrap, TOPICS)
-        produced = produce_input(bootstrap)
-        print(f"produced {produced:,} events to {IN}")
-        seconds = run_flow(bootstrap)
-        print(summarize(bootstrap, produced, seconds))
+        create_topics(bootstrap, topics.partitions())
+        produced = produce_input(bootstrap, topics.events, int(raw))
+        print(f"produced {produced:,} events to {topics.events}")
+        seconds = run_flow(bootstrap, topics)
+        print(summarize(bootstrap, topics, produced, seconds))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
