@@ -67,12 +67,13 @@ def input_file(flow: str) -> Path:
     return path
 
 
-def whole_process(flow: str) -> Result:
-    """`python -m bytewax.run flows.<flow>:flow` on the input file, spawn to exit."""
+def whole_process(flow: str, quiet: bool = False) -> Result:
+    """`python -m bytewax.run flows.<flow>:flow` on the input file, spawn to
+    exit; with `quiet`, without the progress lines (`QUIET=true`)."""
     source = input_file(flow)
     lines = _count_lines(source)
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "INPUT_PATH": str(source),
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "INPUT_PATH": str(source), "QUIET": str(quiet).lower(),
                "OUTPUT_PATH": f"{tmp}/out.jsonl", "LATE_OUTPUT_PATH": f"{tmp}/out.late.jsonl",
                "ERROR_OUTPUT_PATH": f"{tmp}/out.dlq.jsonl"}
         started = time.perf_counter()
@@ -109,6 +110,8 @@ for flow, (what, _) in INPUTS.items():
          flow=flow)(json_loads_floor)
     case(f"file_{flow}", f"python -m bytewax.run flows.{flow}:flow, file to file, spawn to exit, {what}",
          baseline=f"file_floor_json_loads_{flow}", flow=flow)(whole_process)
+case("file_session_analytics_quiet", "file_session_analytics without the progress lines on stderr (QUIET=true)",
+     baseline="file_session_analytics", flow="session_analytics", quiet=True)(whole_process)
 
 
 def decode_floor(stdlib: bool) -> Result:

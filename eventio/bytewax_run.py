@@ -15,20 +15,34 @@ all about (a Kafka cluster that cannot be reached, settings it refuses),
 `EXIT_UNAVAILABLE` at once, as a `kill -9` would: nothing is committed that
 was not already, and a resumed run continues from the recovery store. Outside
 `bytewax.run` it raises the error, so tests and embedding code see it.
+
+A configuration a person must fix (`ConfigurationError`: a setting, a file
+it names, a recovery store it points to) ends the run before the dataflow
+starts: `exits_on_configuration_error` wraps a flow's `build` so that under
+`bytewax.run` it prints the message and exits with `EXIT_USAGE`, no
+traceback. `lazy_flow` gives a flow module its `flow` attribute built on
+first access, so importing a flow module builds nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 import threading
 import time
 from types import ModuleType
-from typing import Any, NoReturn, Optional
+from typing import Any, Callable, NoReturn, Optional, TypeVar
+
+from eventio import progress
+from eventio.settings import ConfigurationError
 
 EXIT_UNAVAILABLE = 69
 """Exit status of a stopped run (`EX_UNAVAILABLE` of sysexits.h)."""
+EXIT_USAGE = 2
+"""Exit status of a run refused for its configuration (as argparse's)."""
+F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger("eventio.run")
 _stopping = threading.Lock()
@@ -61,3 +75,45 @@ def stop_run(error: BaseException) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(EXIT_UNAVAILABLE)
+
+
+def exits_on_configuration_error(build: F) -> F:
+    """`build`, which under `bytewax.run` starts the progress lines once it
+    has built the flow, and turns a `ConfigurationError` into its message on
+    stderr (one line per problem, after the flow's module
+    name; indented lines as they are) and exit status `EXIT_USAGE`; elsewhere the error propagates."""
+
+    @functools.wraps(build)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            flow = build(*args, **kwargs)
+        except ConfigurationError as ex:
+            if cli_settings() is None:
+                raise
+            print("\n".join(line if line[:1].isspace() else f"{build.__module__}: {line}"
+                            for line in str(ex).splitlines()), file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        if cli_settings() is not None:
+            progress.start_prepared()
+        return flow
+
+    return checked  # type: ignore[return-value]
+
+
+def lazy_flow(build: Callable[[], Any]) -> Callable[[str], Any]:
+    """A module `__getattr__` giving the module of `build` a `flow`
+    attribute, built by `build()` on first access and kept: what
+    `python -m bytewax.run flows.<name>:flow` asks for."""
+    module = sys.modules[build.__module__]
+
+    def __getattr__(name: str) -> Any:
+        if name != "flow":
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+        try:
+            flow = build()
+        except AttributeError as ex:  # not "no attribute flow": a bug in build
+            raise RuntimeError(f"building {module.__name__}.flow failed") from ex
+        setattr(module, "flow", flow)
+        return flow
+
+    return __getattr__

@@ -1,8 +1,9 @@
-"""Flow IO configuration from the environment, the same for every flow.
+"""Flow IO configuration, the same for every flow, declared once.
 
-Each setting has an environment variable and a default; `build(**overrides)`
-in a flow module passes lower-case overrides (`input_path="x.jsonl"`) that win
-over the environment. The README lists every variable.
+`IO_SETTINGS` declares every IO variable (`eventio.settings`); a flow lists
+them with its own, resolves them in `build(**overrides)` (lower-case
+overrides such as `input_path="x.jsonl"` win over the environment) and makes
+its `IOConfig` with `IOConfig.from_settings`.
 
 Outputs follow the run's medium (`Destination`): an output goes to a file
 when its `*_PATH` is set, to Kafka when its `*_TOPIC` is; when neither is,
@@ -13,16 +14,96 @@ it goes to a file beside `OUTPUT_PATH` if results go to a file
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from eventio.kafka_config import DEFAULT_CONNECT_TIMEOUT_S, KafkaSettings, env_properties
+from eventio.decoding import SERDE_SETTINGS, SerdeConfig
+from eventio.kafka_config import DEFAULT_CONNECT_TIMEOUT_S, PROPERTY_PREFIX, KafkaSettings, env_properties
+from eventio.settings import BOOLEAN, TEXT, FlowSettings, Kind, Setting, choice, integer, number
 
-_TRUE = {"1", "true", "yes", "on"}
-_NOT_FROM_ENV = ("kafka_properties",)
+
+@dataclass(frozen=True)
+class KafkaPropertiesSetting(Setting):
+    """The `KAFKA_PROPERTY_<NAME>` family: every such variable is one
+    librdkafka property; the override `kafka_properties` is a mapping.
+    Check shows their names, never their values."""
+
+    @property
+    def key(self) -> str:
+        return "kafka_properties"
+
+    def read(self, env: Mapping[str, str], overrides: Mapping[str, Any]) -> Any:
+        if self.key in overrides:
+            value = overrides[self.key]
+            if not isinstance(value, Mapping):
+                raise ValueError("kafka_properties: expected a mapping of librdkafka property names to values")
+            return dict(value)
+        return env_properties(env)
+
+    def text(self, value: Any) -> str:
+        return ", ".join(f"{name}=***" for name in sorted(value)) or "(none)"
+
+    def default_text(self) -> str:
+        return "none"
+
+
+def _optional(name: str, doc: str, kind: Kind = TEXT) -> Setting:
+    return Setting(name, kind, None, doc, optional=True)
+
+
+IO_SETTINGS: tuple[Setting, ...] = (
+    _optional("INPUT_PATH", "JSON-lines input file (comma-separated for several; one watermark channel each). "
+              "Bounded: the end of the files ends the flow. When set, Kafka input is not used"),
+    _optional("KAFKA_BOOTSTRAP_SERVERS", "Kafka brokers, `host:port,...`; unset: `bootstrap.servers` of the "
+              "Kafka properties, else `localhost:9092`"),
+    Setting("INPUT_TOPIC", TEXT, "events", "input topics, comma-separated; each partition is a watermark channel"),
+    _optional("OUTPUT_PATH", "results as JSON lines to this file; unset: to `OUTPUT_TOPIC`"),
+    Setting("OUTPUT_TOPIC", TEXT, "results", "results topic"),
+    _optional("LATE_OUTPUT_PATH", "late side output, the late events themselves as event JSON, to this file; "
+              "unset: to `LATE_TOPIC`, else beside `OUTPUT_PATH` (`out.late.jsonl`) when results go to a file"),
+    _optional("LATE_TOPIC", "late side output topic; unset: `late-events` when results go to Kafka"),
+    _optional("ERROR_OUTPUT_PATH", "dead letters (input that cannot be decoded, results that cannot be encoded "
+              "or that Kafka refuses: original bytes, provenance and reason) to this file; unset: to `DLQ_TOPIC`, "
+              "else beside `OUTPUT_PATH` (`out.dlq.jsonl`) when results go to a file"),
+    _optional("DLQ_TOPIC", "dead-letter topic; unset: `dlq` when results go to Kafka (records a Kafka sink meets "
+              "refused always go to a topic: this one, else `dlq`)"),
+    Setting("START_OFFSET", choice("earliest", "latest"), "earliest",
+            "where a Kafka partition starts on a first start; afterwards positions come from Bytewax recovery"),
+    Setting("STOP_AT_END", BOOLEAN, False, "stop at the end the Kafka topics had at start-up instead of tailing "
+            "them (a bounded Kafka run)"),
+    Setting("KAFKA_BATCH_SIZE", integer(1), 1000, "records per consume call"),
+    _optional("MAX_MESSAGE_BYTES", "the largest record a flow reads or writes, bytes: larger input records and "
+              "results go to the dead-letter output, cut to fit; it is also every producer's `message.max.bytes` "
+              "(one setting: a `message.max.bytes` in the Kafka properties sets it too, and both may be given only "
+              "if equal); unset: 1000000", integer(1)),
+    _optional("CONSUMER_GROUP", "Kafka consumer group to commit each input partition's offset to at every "
+              "snapshot, as Flink's Kafka source commits on checkpoint: for monitoring with Kafka's consumer-group "
+              "tools only; positions on restart come from Bytewax recovery. Partitions are assigned, never joined "
+              "to the group"),
+    _optional("KAFKA_PROPERTIES_FILE", "a Java-style properties file (`key=value`) of librdkafka properties for "
+              "every Kafka client of the flow, as Flink's `--kafka.properties` (TLS, SASL, ...)"),
+    KafkaPropertiesSetting(f"{PROPERTY_PREFIX}<NAME>", TEXT, {}, "one librdkafka property, `NAME` lower-cased "
+                           "with `_` as `.` (`KAFKA_PROPERTY_SECURITY_PROTOCOL=SSL`); wins over the file; `check` "
+                           "shows the names only", secret=True),
+    Setting("KAFKA_CONNECT_TIMEOUT_S", number(0, unit="seconds"), DEFAULT_CONNECT_TIMEOUT_S,
+            "how long a flow waits for its Kafka brokers: at start-up for each topic it reads or writes, and "
+            "while running for a broker to be back, before it stops (exit 69)"),
+    *SERDE_SETTINGS,
+)
+"""The IO variables every flow reads."""
+
+
+def side_output_settings(name: str, default_topic: str, what: str, *, path_var: Optional[str] = None) -> tuple[Setting, ...]:
+    """The two variables of a flow's extra output `name` (e.g. "audit"):
+    `{NAME}_PATH` (or `path_var`) and `{NAME}_TOPIC`; see `IOConfig.destination`."""
+    path_var = path_var or f"{name.upper()}_PATH"
+    return (
+        _optional(path_var, f"{what} to this file; unset: beside `OUTPUT_PATH` (`out.{name}.jsonl`) when "
+                  "results go to a file"),
+        _optional(f"{name.upper()}_TOPIC", f"{what} topic; unset: `{default_topic}` when results go to Kafka"),
+    )
 
 
 @dataclass(frozen=True)
@@ -67,39 +148,25 @@ class IOConfig:
     kafka_properties: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     """librdkafka properties of the `KAFKA_PROPERTY_*` variables (or the
     `kafka_properties` override); never shown, they may hold secrets."""
+    serde: SerdeConfig = field(default_factory=SerdeConfig)
+    """How input values are decoded (`VALUE_FORMAT`, `SCHEMA_*`)."""
 
     @classmethod
-    def from_env(
-        cls, overrides: Optional[Mapping[str, Any]] = None, env: Optional[Mapping[str, str]] = None
-    ) -> "IOConfig":
-        """Read `INPUT_PATH`, `KAFKA_BOOTSTRAP_SERVERS`, ... then apply overrides."""
-        env = os.environ if env is None else env
-        overrides = dict(overrides or {})
-        values: dict[str, Any] = {"kafka_properties": overrides.pop("kafka_properties")
-                                  if "kafka_properties" in overrides else env_properties(env)}
-        for f in fields(cls):
-            if f.name in overrides:
-                values[f.name] = overrides.pop(f.name)
-                continue
-            raw = env.get(f.name.upper())
-            if f.name in _NOT_FROM_ENV or raw is None or raw == "":
-                continue
-            try:
-                if f.type == "bool":
-                    values[f.name] = raw.strip().lower() in _TRUE
-                elif f.type in ("int", "Optional[int]"):
-                    values[f.name] = int(raw)
-                elif f.type == "float":
-                    values[f.name] = float(raw)
-                else:
-                    values[f.name] = raw
-            except ValueError:
-                raise ValueError(f"{f.name.upper()} must be a number, got {raw!r}") from None
-        cfg = cls(**values)
-        if cfg.start_offset not in ("earliest", "latest"):
-            raise ValueError(f"START_OFFSET must be 'earliest' or 'latest', got {cfg.start_offset!r}")
-        cfg.kafka  # noqa: B018 - read the properties file now: a bad one stops the build, not the run
+    def from_settings(cls, values: Mapping[str, Any]) -> "IOConfig":
+        """The configuration of resolved settings (`FlowSettings.resolve`
+        over `IO_SETTINGS` and more). Reads the Kafka properties file now:
+        a bad one stops the build, not the run."""
+        cfg = cls(**{f.name: values[f.name] for f in fields(cls) if f.name != "serde"},
+                  serde=SerdeConfig.from_settings(values))
+        cfg.kafka  # noqa: B018
         return cfg
+
+    @classmethod
+    def from_env(cls, overrides: Optional[Mapping[str, Any]] = None,
+                 env: Optional[Mapping[str, str]] = None) -> "IOConfig":
+        """The IO settings alone, from `overrides` and `env` (default
+        `os.environ`): for code that builds its own flow."""
+        return cls.from_settings(FlowSettings("io", IO_SETTINGS).resolve(overrides, env))
 
     @cached_property
     def kafka(self) -> KafkaSettings:
@@ -149,15 +216,13 @@ class IOConfig:
         other dead letters: only the sink that met the refusal can write it."""
         return self.dlq_topic or "dlq"
 
-    def side_output(self, name: str, overrides: Mapping[str, Any], default_topic: str, *,
-                    path_var: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> Destination:
-        """A flow's extra output `name` (e.g. "audit"), set by
-        `{NAME}_PATH` (or `path_var`) and `{NAME}_TOPIC`, or the lower-case
-        overrides; see `destination`."""
+    def side_output(self, name: str, values: Mapping[str, Any], default_topic: str, *,
+                    path_var: Optional[str] = None) -> Destination:
+        """A flow's extra output `name` (e.g. "audit") of the resolved
+        `side_output_settings(name, ...)` in `values`; see `destination`."""
         path_var = path_var or f"{name.upper()}_PATH"
         topic_var = f"{name.upper()}_TOPIC"
-        return self.destination(name, setting(path_var.lower(), "", overrides, env),
-                                setting(topic_var.lower(), "", overrides, env), default_topic,
+        return self.destination(name, values.get(path_var.lower()), values.get(topic_var.lower()), default_topic,
                                 path_var=path_var, topic_var=topic_var)
 
     def destination(self, name: str, path: Optional[str], topic: Optional[str], default_topic: str, *,
@@ -177,32 +242,3 @@ class IOConfig:
                                f"{path_var}, unset: beside OUTPUT_PATH")
         return Destination(None, default_topic, f"{topic_var}, default")
 
-
-def setting(
-    name: str,
-    default: Any,
-    overrides: Mapping[str, Any],
-    env: Optional[Mapping[str, str]] = None,
-) -> Any:
-    """A flow-specific setting: override, else env var `NAME`, else default,
-    converted to the default's type."""
-    if name in overrides:
-        return overrides[name]
-    raw = (os.environ if env is None else env).get(name.upper())
-    if raw is None or raw == "":
-        return default
-    if isinstance(default, bool):
-        return raw.strip().lower() in _TRUE
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    return raw
-
-
-def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split `build(**overrides)` into IO settings and flow-specific ones."""
-    io_names = {f.name for f in fields(IOConfig)}
-    io = {k: v for k, v in overrides.items() if k in io_names}
-    rest = {k: v for k, v in overrides.items() if k not in io_names}
-    return io, rest

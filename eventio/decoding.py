@@ -16,7 +16,6 @@ instead of dead-lettering every valid record during the outage.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Optional, Union
@@ -27,6 +26,7 @@ from eventio import strict_json
 from eventio.deadletter import DeadLetter
 from eventio.event import Event, EventError
 from eventio.kafka_config import DEFAULT_MAX_MESSAGE_BYTES
+from eventio.settings import TEXT, FlowSettings, Setting, SettingsError, choice, integer
 from eventio.strict_json import InvalidJsonError
 from eventio.upcasting import upcast
 
@@ -192,14 +192,31 @@ def decode_record(
     return record_decoder(fmt, deserializer, max_bytes, on_dead_letter)(value, key, source, partition, offset)
 
 
+SUBJECT_STRATEGIES = ("topic", "record", "topic_record")
+"""`eventio.avro.SubjectStrategy` values, named here so JSON flows need not load Avro."""
+COMPATIBILITY_LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
+                        "FULL_TRANSITIVE")
+"""`eventio.avro.Compatibility` values."""
+
+SERDE_SETTINGS: tuple[Setting, ...] = (
+    Setting("VALUE_FORMAT", choice("json", "avro", "auto"), "json",
+            "`json` (upcast from any event version), `avro` (Confluent wire format) or `auto` (per record: Avro "
+            "if it starts with magic byte 0, else JSON; for topics migrating between formats)"),
+    Setting("SCHEMA_REGISTRY_URL", TEXT, None, "the Schema Registry for `avro` and `auto` (`mock://<scope>`: in memory, for tests)",
+            optional=True),
+    Setting("SCHEMA_SUBJECT_STRATEGY", choice(*SUBJECT_STRATEGIES), "topic", "`topic`, `record` or `topic_record`: the subject name strategy"),
+    Setting("SCHEMA_COMPATIBILITY", choice(*COMPATIBILITY_LEVELS), "BACKWARD",
+            "checked before a producer registers a new schema"),
+    Setting("SCHEMA_REGISTRY_RETRY_ATTEMPTS", integer(1), 5, "attempts of a registry call while it is unreachable (bounded exponential backoff)"),
+    Setting("SCHEMA_REGISTRY_RETRY_BASE_MS", integer(0, unit="milliseconds"), 100,
+            "the first backoff between those attempts (it doubles each time)"),
+)
+"""The variables of `SerdeConfig`."""
+
+
 @dataclass(frozen=True)
 class SerdeConfig:
-    """Value format and schema registry settings, from the environment:
-    `VALUE_FORMAT` (json|avro), `SCHEMA_REGISTRY_URL` (needed for avro;
-    `mock://<scope>` for the in-memory registry), `SCHEMA_SUBJECT_STRATEGY`
-    (topic|record|topic_record), `SCHEMA_COMPATIBILITY` (BACKWARD, FORWARD,
-    FULL, NONE and the `_TRANSITIVE` variants), `SCHEMA_REGISTRY_RETRY_ATTEMPTS`
-    and `SCHEMA_REGISTRY_RETRY_BASE_MS` (first backoff delay)."""
+    """Value format and schema registry settings (`SERDE_SETTINGS`)."""
 
     value_format: ValueFormat = "json"
     schema_registry_url: Optional[str] = None
@@ -209,43 +226,20 @@ class SerdeConfig:
     registry_retry_base_ms: int = 100
 
     def __post_init__(self) -> None:
-        if self.value_format not in ("json", "avro", "auto"):
-            raise ValueError(f"VALUE_FORMAT must be 'json', 'avro' or 'auto', got {self.value_format!r}")
         if self.value_format in ("avro", "auto") and not self.schema_registry_url:
-            raise ValueError("VALUE_FORMAT=avro needs SCHEMA_REGISTRY_URL")
-        _choice(SUBJECT_STRATEGIES, self.subject_strategy, "SCHEMA_SUBJECT_STRATEGY")
-        _choice(COMPATIBILITY_LEVELS, self.compatibility, "SCHEMA_COMPATIBILITY")
-        if self.registry_retry_attempts < 1:
-            raise ValueError(f"SCHEMA_REGISTRY_RETRY_ATTEMPTS must be at least 1, got {self.registry_retry_attempts}")
-        if self.registry_retry_base_ms < 0:
-            raise ValueError(f"SCHEMA_REGISTRY_RETRY_BASE_MS must not be negative, got {self.registry_retry_base_ms}")
+            raise SettingsError([f"VALUE_FORMAT={self.value_format} needs SCHEMA_REGISTRY_URL"])
+
+    @classmethod
+    def from_settings(cls, values: Mapping[str, Any]) -> "SerdeConfig":
+        """The configuration of resolved `SERDE_SETTINGS`."""
+        return cls(values["value_format"], values["schema_registry_url"], values["schema_subject_strategy"],
+                   values["schema_compatibility"], values["schema_registry_retry_attempts"],
+                   values["schema_registry_retry_base_ms"])
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "SerdeConfig":
-        """Settings from `env` (default `os.environ`); unset or empty means default."""
-        env = os.environ if env is None else env
-
-        def get(name: str) -> Optional[str]:
-            raw = env.get(name)
-            return raw.strip() if raw and raw.strip() else None
-
-        values: dict[str, Any] = {}
-        if (raw := get("VALUE_FORMAT")) is not None:
-            values["value_format"] = raw.lower()
-        if (raw := get("SCHEMA_REGISTRY_URL")) is not None:
-            values["schema_registry_url"] = raw
-        if (raw := get("SCHEMA_SUBJECT_STRATEGY")) is not None:
-            values["subject_strategy"] = raw.lower().replace("-", "_")
-        if (raw := get("SCHEMA_COMPATIBILITY")) is not None:
-            values["compatibility"] = raw.upper()
-        for name in ("registry_retry_attempts", "registry_retry_base_ms"):
-            var = ("SCHEMA_" + name).upper()
-            if (raw := get(var)) is not None:
-                try:
-                    values[name] = int(raw)
-                except ValueError:
-                    raise ValueError(f"{var} must be an integer, got {raw!r}") from None
-        return cls(**values)
+        """The settings from `env` (default `os.environ`) alone."""
+        return cls.from_settings(FlowSettings("serde", SERDE_SETTINGS).resolve(env=env))
 
     def retry(self, sleep: Callable[[float], None] = time.sleep) -> Retry:
         from eventio.avro import Retry
@@ -290,15 +284,3 @@ class SerdeConfig:
             compatibility=Compatibility(self.compatibility),
             retry=self.retry(),
         )
-
-
-SUBJECT_STRATEGIES = ("topic", "record", "topic_record")
-"""`eventio.avro.SubjectStrategy` values, named here so JSON flows need not load Avro."""
-COMPATIBILITY_LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL",
-                        "FULL_TRANSITIVE")
-"""`eventio.avro.Compatibility` values."""
-
-
-def _choice(options: tuple[str, ...], raw: str, var: str) -> None:
-    if raw not in options:
-        raise ValueError(f"{var} must be one of {', '.join(options)}, got {raw!r}")

@@ -23,7 +23,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
-from eventio import metrics, strict_json
+from eventio import metrics, progress, strict_json
 from eventio.config import Destination, IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoder, SerdeConfig
@@ -31,6 +31,7 @@ from eventio.event import Event
 from eventio.kafka_config import RECORD_OVERHEAD
 from eventio.kafka_sink import CheckedKafkaSink, KafkaRecord
 from eventio.kafka_source import DecodingKafkaSource
+from eventio.settings import SettingsError
 from recovery.fixed_settings import check_parts
 
 Decoded = Union[Event, DeadLetter]
@@ -179,9 +180,12 @@ def read_events(
     current event version) or, with `VALUE_FORMAT=avro`, Confluent-framed
     Avro resolved to the current schema (`eventio/decoding.py`)."""
     path = path if path is not None else (cfg.input_path if topics is None else None)
-    decode = (serde or SerdeConfig.from_env()).decoder(max_bytes=cfg.kafka.max_message_bytes)
+    decode = (serde or cfg.serde).decoder(max_bytes=cfg.kafka.max_message_bytes)
     if path:
         paths = [p.strip() for p in path.split(",") if p.strip()]
+        missing = [p for p in paths if not Path(p).is_file()]
+        if missing:
+            raise SettingsError([f"{path_var}={path!r}: no such file: {', '.join(missing)}"])
         check_parts(f"{flow.flow_id}.{step_id}_file", paths, path_var)
         decoded = op.input(f"{step_id}_file", flow, JsonLinesSource(paths, decode.lines))
         channels: Callable[[], int] = lambda: len(paths)
@@ -191,15 +195,18 @@ def read_events(
         source = kafka_source(cfg, topics, decode, topic_var)
         decoded = op.input(f"{step_id}_kafka", flow, source)
         channels = _cached(lambda: len(source.list_parts()))
-    events, errors = split_dead_letters(step_id, decoded)
+    events, errors = split_dead_letters(step_id, decoded, counted_as=progress.EVENTS)
     return EventsIn(events=events, errors=errors, channels=channels)
 
 
-def split_dead_letters(step_id: str, up: Stream[Union[T, DeadLetter]]) -> tuple[Stream[T], Stream[DeadLetter]]:
-    """`up` split into its other items and its dead letters. Two batch
+def split_dead_letters(step_id: str, up: Stream[Union[T, DeadLetter]], *,
+                       counted_as: Optional[str] = None) -> tuple[Stream[T], Stream[DeadLetter]]:
+    """`up` split into its other items and its dead letters, each item
+    counted in the run's progress as `counted_as` if given. Two batch
     filters cost Bytewax one call per batch each, where `op.branch` calls
     its predicate per item."""
-    return (op.flat_map_batch(f"{step_id}_items", up, _not_dead_letters),
+    items = _not_dead_letters if counted_as is None else progress.counted(counted_as, _not_dead_letters)
+    return (op.flat_map_batch(f"{step_id}_items", up, items),
             op.flat_map_batch(f"{step_id}_dead_letters", up, _dead_letters))
 
 
@@ -290,7 +297,10 @@ def _unencodable(step_id: str, item: Any, ex: Exception, key_of: Optional[KeyOf]
                          key=None if key is None else key.encode("utf-8", "backslashreplace"))
 
 
-def _file_encoder(step_id: str, key_of: Optional[KeyOf]) -> Callable[[list[Any]], list[tuple[str, Encoded[bytes]]]]:
+def _file_encoder(step_id: str, key_of: Optional[KeyOf],
+                  counted_as: str) -> Callable[[list[Any]], list[tuple[str, Encoded[bytes]]]]:
+    add = progress.TALLY.add
+
     def encode_batch(items: list[Any]) -> list[tuple[str, Encoded[bytes]]]:
         lines: list[bytes] = []
         failed: list[DeadLetter] = []
@@ -299,6 +309,7 @@ def _file_encoder(step_id: str, key_of: Optional[KeyOf]) -> Callable[[list[Any]]
                 lines.append(encode_item(item))
             except strict_json.UnencodableError as ex:
                 failed.append(_unencodable(step_id, item, ex, key_of))
+        add(counted_as, len(lines))
         lines.append(b"")
         return [("", Encoded(b"\n".join(lines) if len(lines) > 1 else b"", failed))]
 
@@ -316,9 +327,10 @@ def oversize_dead_letter(step_id: str, key: Optional[bytes], value: bytes, limit
     return DeadLetter.of(ex, source=f"output:{step_id}", value=value, key=key).fit(limit)
 
 
-def _kafka_encoder(step_id: str, key_of: Optional[KeyOf],
-                   limit: int) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
+def _kafka_encoder(step_id: str, key_of: Optional[KeyOf], limit: int,
+                   counted_as: str) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
     room = limit - RECORD_OVERHEAD
+    add = progress.TALLY.add
 
     def encode_batch(items: list[Any]) -> list[Encoded[list[KafkaRecord]]]:
         records: list[KafkaRecord] = []
@@ -335,6 +347,7 @@ def _kafka_encoder(step_id: str, key_of: Optional[KeyOf],
                 failed.append(oversize_dead_letter(step_id, raw, value, limit))
                 continue
             records.append((raw, value, None))
+        add(counted_as, len(records))
         return [Encoded(records, failed)]
 
     return encode_batch
@@ -352,18 +365,21 @@ def write_json(
     to: Destination,
     *,
     key_of: Optional[KeyOf] = None,
+    counted_as: Optional[str] = None,
 ) -> Stream[DeadLetter]:
     """Write items as JSON lines to the file of `to`, or to its Kafka topic
-    keyed by `key_of(item)`. Returns the dead letters of items that strict
+    keyed by `key_of(item)`, counted in the run's progress as `counted_as`
+    (default `step_id`). Returns the dead letters of items that strict
     JSON cannot hold or that are too large for Kafka, for the flow's error
     output; records the broker refuses go to the dead-letter topic
     (`CheckedKafkaSink`)."""
     if to.path:
-        encoded: Stream[Any] = op.flat_map_batch(f"{step_id}_encode", up, _file_encoder(step_id, key_of))
+        encoded: Stream[Any] = op.flat_map_batch(f"{step_id}_encode", up,
+                                                 _file_encoder(step_id, key_of, counted_as or step_id))
         op.output(step_id, encoded, _file_sink(up, step_id, to))
     else:
         encoded = op.flat_map_batch(f"{step_id}_encode", up,
-                                    _kafka_encoder(step_id, key_of, cfg.kafka.max_message_bytes))
+                                    _kafka_encoder(step_id, key_of, cfg.kafka.max_message_bytes, counted_as or step_id))
         op.output(step_id, encoded, _kafka_sink(cfg, to))
     return op.flat_map_batch(f"{step_id}_unencodable", encoded, _failed_of)
 
@@ -382,12 +398,12 @@ def _kafka_sink(cfg: IOConfig, to: Destination) -> CheckedKafkaSink:
 
 def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[KeyOf] = None) -> Stream[DeadLetter]:
     """Results to `OUTPUT_PATH` or `OUTPUT_TOPIC`; see `write_json`."""
-    return write_json(step_id, up, cfg, cfg.results, key_of=key_of)
+    return write_json(step_id, up, cfg, cfg.results, key_of=key_of, counted_as=progress.RESULTS)
 
 
 def write_late(step_id: str, late: Stream[Event], cfg: IOConfig) -> Stream[DeadLetter]:
     """Late events, as event JSON, where `IOConfig.late_output` says."""
-    return write_json(step_id, late, cfg, cfg.late_output, key_of=lambda e: e.user_id)
+    return write_json(step_id, late, cfg, cfg.late_output, key_of=lambda e: e.user_id, counted_as=progress.LATE)
 
 
 def _dead_letter_encoder(to_file: bool, limit: int) -> Callable[[list[DeadLetter]], list[Any]]:
@@ -395,10 +411,12 @@ def _dead_letter_encoder(to_file: bool, limit: int) -> Callable[[list[DeadLetter
     record of `limit` bytes: one JSON line each for a file (which never
     fails), original key and value bytes with provenance headers for Kafka."""
     counters: dict[str, Any] = {}
+    add = progress.TALLY.add
 
     def encode_batch(letters: list[DeadLetter]) -> list[Any]:
         if not letters:
             return []
+        add(progress.DEAD_LETTERS, len(letters))
         for letter in letters:
             counter = counters.get(letter.error_class)
             if counter is None:

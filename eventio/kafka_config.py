@@ -32,6 +32,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar, Union
 
 from confluent_kafka import KafkaException
 
+from eventio.settings import ConfigurationError
+
 PROPERTY_PREFIX = "KAFKA_PROPERTY_"
 DEFAULT_BROKERS = "localhost:9092"
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
@@ -62,7 +64,7 @@ def wire_size(key: Optional[bytes], value: Optional[bytes], headers: Optional[Se
     return size
 
 
-class KafkaConfigError(ValueError):
+class KafkaConfigError(ConfigurationError):
     """Kafka client settings that cannot be used; the message names where they were set."""
 
 

@@ -15,12 +15,13 @@ what the endpoint serves).
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from eventio.settings import TEXT, FlowSettings, Setting, SettingsError, integer
 
 EVENTS_IN = Counter("stream_events_in", "Events entering a keyed event-time step", ["step"])
 RECORDS_OUT = Counter(
@@ -149,19 +150,32 @@ _server_port: Optional[int] = None
 DEFAULT_METRICS_HOST = "0.0.0.0"
 """All IPv4 interfaces, as an exporter in a container needs."""
 
+METRICS_SETTINGS: tuple[Setting, ...] = (
+    Setting("METRICS_PORT", integer(1, 65535), None, "serve Prometheus metrics on this port; unset: not served",
+            optional=True),
+    Setting("METRICS_HOST", TEXT, DEFAULT_METRICS_HOST,
+            "interface of the metrics server (`127.0.0.1`: this host only, `::`: IPv6)"),
+)
 
-def serve_from_env(env: Optional[dict[str, str]] = None) -> Optional[int]:
-    """Start the metrics HTTP server once per process if `METRICS_PORT` is set,
-    on `METRICS_HOST` (default all interfaces; `127.0.0.1` for this host
-    only, `::` for IPv6)."""
+
+def serve(values: Mapping[str, Any]) -> Optional[int]:
+    """Start the metrics HTTP server once per process on the resolved
+    `METRICS_HOST`:`METRICS_PORT`, if a port is set. A port that cannot be
+    listened on is a `SettingsError` naming it."""
     global _server_port
-    settings = os.environ if env is None else env
-    raw = settings.get("METRICS_PORT")
-    if not raw:
+    port, host = values["metrics_port"], values["metrics_host"]
+    if port is None:
         return None
     with _server_lock:
         if _server_port is None:
-            port = int(raw)
-            start_http_server(port, addr=settings.get("METRICS_HOST") or DEFAULT_METRICS_HOST)
+            try:
+                start_http_server(port, addr=host)
+            except OSError as ex:
+                raise SettingsError([f"METRICS_PORT={port}: cannot listen on {host}:{port}: {ex.strerror or ex}"]) from None
             _server_port = port
     return _server_port
+
+
+def serve_from_env(env: Optional[Mapping[str, str]] = None) -> Optional[int]:
+    """`serve` with the metrics settings of `env` (default `os.environ`)."""
+    return serve(FlowSettings("metrics", METRICS_SETTINGS).resolve(env=env))

@@ -27,7 +27,14 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-class SettingsError(ValueError):
+class ConfigurationError(ValueError):
+    """A problem a person fixes by changing the flow's configuration (a
+    setting, a file it names, a recovery store it points to); the message
+    says what. A command-line run ends with it and exit status 2, without a
+    traceback (`eventio.bytewax_run.exits_on_configuration_error`)."""
+
+
+class SettingsError(ConfigurationError):
     """Settings a person must fix; one line per problem."""
 
     def __init__(self, problems: Sequence[str]) -> None:
@@ -111,13 +118,21 @@ BOOLEAN = Kind("true or false (also 1/0, yes/no, on/off)", _parse_boolean, lambd
 TEXT = Kind("text", str, lambda v: isinstance(v, str))
 
 
+def _folded(text: str) -> str:
+    return text.strip().lower().replace("-", "_")
+
+
 def choice(*options: str) -> Kind:
-    """One of `options` (compared as given)."""
+    """One of `options`, given in any case and with `-` for `_`
+    (`Backward-Transitive` is `BACKWARD_TRANSITIVE`); the value is the
+    option as declared."""
+    canonical = {_folded(o): o for o in options}
 
     def parse(text: str) -> str:
-        if text not in options:
-            raise ValueError(text)
-        return text
+        try:
+            return canonical[_folded(text)]
+        except KeyError:
+            raise ValueError(text) from None
 
     return Kind(f"one of {', '.join(options)}", parse, lambda v: v in options)
 
@@ -143,6 +158,10 @@ class Setting:
         """The same setting with a flow's own default."""
         return replace(self, default=default)
 
+    def with_doc(self, doc: str) -> "Setting":
+        """The same setting with what it means in one flow."""
+        return replace(self, doc=doc)
+
     def read(self, env: Mapping[str, str], overrides: Mapping[str, Any]) -> Any:
         """The value: an override, else the variable (unset or blank means
         the default), else the default. `ValueError` with the message."""
@@ -162,6 +181,16 @@ class Setting:
     def shown(self, value: Any) -> str:
         """`value` as a message may show it: masked if secret."""
         return "'***'" if self.secret else repr(value)
+
+    def text(self, value: Any) -> str:
+        """`value` as `check` prints it, masked if secret."""
+        if self.secret and value:
+            return "***"
+        if value is None:
+            return "(unset)"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
 
     def default_text(self) -> str:
         if self.optional and self.default is None:
@@ -218,19 +247,7 @@ class FlowSettings:
 
     def shown(self, values: Mapping[str, Any]) -> list[tuple[str, str]]:
         """`(variable, value)` per setting as `check` prints them, secrets masked."""
-        rows = []
-        for setting in self.settings:
-            value = values[setting.key]
-            if setting.secret and value:
-                text = "***"
-            elif value is None:
-                text = "(unset)"
-            elif isinstance(value, bool):
-                text = "true" if value else "false"
-            else:
-                text = str(value)
-            rows.append((setting.name, text))
-        return rows
+        return [(setting.name, setting.text(values[setting.key])) for setting in self.settings]
 
     def markdown(self, names: Optional[Iterable[str]] = None) -> str:
         """The README table of these settings (or of those in `names`)."""

@@ -19,12 +19,6 @@ events' `amount` (events without one add 0), `first_timestamp` and
 batch, and `reason` is `count`, `timeout` or `end_of_input`. Event time plays
 no part: events are never late.
 
-| variable | default | meaning |
-|---|---|---|
-| `BATCH_COUNT` | `100` | events per full batch |
-| `BATCH_TIMEOUT_MS` | `300000` | processing time from a batch's first event to its emission |
-| `SHARDS` | `32` | state shards |
-
     python -m bytewax.run flows.count_or_timeout:flow
 """
 
@@ -36,10 +30,12 @@ from typing import Any, Callable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
 from eventio.event import Event
+from eventio.flow_setup import SHARDS, SHARED_SETTINGS, configure
 from eventio.flowio import read_events, write_dead_letters, write_output
+from eventio.settings import FlowSettings, Setting, integer
+from flows import Quickstart
 from operators.end_of_input import FireAtEndOfInput
 from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK, BoundedOutOfOrderness
 from operators.keyed import key_by, system_clock_ms
@@ -92,15 +88,29 @@ def batch_record(count: int) -> Callable[[tuple[str, WindowResult]], dict[str, A
     return record
 
 
+SETTINGS = FlowSettings(
+    "count_or_timeout",
+    SHARED_SETTINGS,
+    (Setting("BATCH_COUNT", integer(1), 100, "events per full batch"),
+     Setting("BATCH_TIMEOUT_MS", integer(1, unit="milliseconds"), 5 * MINUTE,
+             "processing time from a batch's first event to its emission"),
+     SHARDS),
+)
+QUICKSTART = Quickstart.of("bursts")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"user_id": "u00005", "event_count": 100, "total_amount": 5410.23,
+                  "first_timestamp": 1704068758154, "last_timestamp": 1704069055889, "reason": "count"}
+"""A real output record (of the generator's events)."""
+
+
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`batch_count`, `batch_timeout_ms`, `shards`, `clock`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    count = setting("batch_count", 100, rest)
-    timeout = setting("batch_timeout_ms", 5 * MINUTE, rest)
-    clock = rest.get("clock", system_clock_ms)
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names, and `clock`: processing time in
+    ms, for tests)."""
+    s, cfg = configure(SETTINGS, overrides, extra=("clock",))
+    count, timeout = s["batch_count"], s["batch_timeout_ms"]
+    clock = overrides.get("clock", system_clock_ms)
 
     flow = Dataflow("count_or_timeout")
     src = read_events(flow, "read", cfg)
@@ -112,7 +122,7 @@ def build(**overrides: Any) -> Dataflow:
         aggregate=BatchStats(),
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(0),
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
         clock=clock,
     )
     unencodable = write_output("out", op.map("format", batches.down, batch_record(count)), cfg,
@@ -121,4 +131,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

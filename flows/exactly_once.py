@@ -12,17 +12,10 @@ one Kafka record (as is a result too large for one, as a dead letter); a
 result the broker refuses becomes a dead letter on `DLQ_TOPIC` in its
 transaction. Results always go to Kafka: `OUTPUT_PATH` is refused.
 
-Settings: the IO variables (`KAFKA_BOOTSTRAP_SERVERS`, `INPUT_TOPIC`,
-`OUTPUT_TOPIC`, `DLQ_TOPIC`/`ERROR_OUTPUT_PATH`, `START_OFFSET`) plus
-`TRANSACTIONAL_ID_PREFIX` (default `exactly-once`), `SINK_PARTITIONS`
-(transactional producers, default 4, fixed for a recovery store),
-`HEARTBEAT_MS` (default 500), `SINK_TIMEOUT_S` (how long a Kafka call of
-the sink may take before the flow stops, default 30),
-`TRANSACTION_TIMEOUT_MS` (0 = derived from the snapshot interval; the flow
-refuses to start with one not larger than that interval) and
-`DELIVERY_GUARANTEE` (`exactly_once`, or `at_least_once` for the flows'
-checked at-least-once writers, as Flink's `DeliveryGuarantee`). Exactly-once
-needs recovery:
+Exactly-once needs Bytewax recovery: under `python -m bytewax.run` without
+`-r` the flow refuses to start (exit 2) and says how to make the
+directories. On a bounded input (`STOP_AT_END=true`) every output is
+committed before the process exits 0.
 
     python -m recovery.directories init state/ 1
     python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0
@@ -38,10 +31,11 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics, strict_json
-from eventio.config import IOConfig, setting, split_overrides
+from eventio import metrics, progress, strict_json
+from eventio.bytewax_run import cli_settings, exits_on_configuration_error, lazy_flow
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
+from eventio.flow_setup import SHARED_SETTINGS, configure
 from eventio.flowio import (
     UnencodableResultError,
     oversize_dead_letter,
@@ -51,16 +45,44 @@ from eventio.flowio import (
     write_output,
 )
 from eventio.kafka_config import RECORD_OVERHEAD
+from eventio.settings import TEXT, FlowSettings, Setting, SettingsError, choice, integer, number
+from flows import BROKER, Quickstart
 from operators.keyed import key_by
 from recovery.epoch_interval import epoch_interval_s
+from recovery.fixed_settings import recovery_directory
 from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_output
 
 Stats = tuple[int, float, int]
 """(events, sum of values, events with a value) of one user."""
 
-_SETTINGS = ("transactional_id_prefix", "sink_partitions", "heartbeat_ms", "sink_timeout_s", "transaction_timeout_ms",
-             "delivery_guarantee")
 GUARANTEES = ("exactly_once", "at_least_once")
+SETTINGS = FlowSettings(
+    "exactly_once",
+    SHARED_SETTINGS,
+    (Setting("DELIVERY_GUARANTEE", choice(*GUARANTEES), "exactly_once",
+             "`at_least_once`: the flows' checked at-least-once writer instead (Flink's `DeliveryGuarantee`)"),
+     Setting("TRANSACTIONAL_ID_PREFIX", TEXT, "exactly-once",
+             "prefix of the sink's transactional ids: one per running deployment, or two fence each other (the "
+             "Kubernetes entrypoint's default is `NAMESPACE.STATEFULSET`)"),
+     Setting("SINK_PARTITIONS", integer(1), 4, "transactional producers (fixed for a recovery store)"),
+     Setting("SINK_TIMEOUT_S", number(0, unit="seconds"), 30.0,
+             "how long a Kafka call of the sink may take before the flow stops"),
+     Setting("TRANSACTION_TIMEOUT_MS", integer(0, unit="milliseconds"), 0,
+             "`transaction.timeout.ms`; 0: twice the snapshot interval (`-s`) plus `SINK_TIMEOUT_S`, at least "
+             "60 s (the flow refuses one not larger than the interval)"),
+     Setting("HEARTBEAT_MS", integer(0, unit="milliseconds"), 500,
+             "on an endless input, how often an idle flow still closes its epochs' transactions; 0: off")),
+)
+QUICKSTART = Quickstart(
+    "", "", f"sessions --count 20000 --topic events --bootstrap {BROKER}",
+    f"python -m recovery.directories init state/ 1 && KAFKA_BOOTSTRAP_SERVERS={BROKER} STOP_AT_END=true",
+    file_run=False, run_options="-r state/ -s 1 -b 0")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"user_id": "u0042", "event_id": "e00000117", "count": 3, "running_avg": 48.27}
+"""An output record (the third event of a user)."""
+RECOVERY_HOWTO = ("make the recovery directories and run it with them:\n"
+                  "  python -m recovery.directories init state/ 1\n"
+                  "  python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0")
 
 
 def running_stats(state: Optional[Stats], event: Event) -> tuple[Stats, dict[str, Any]]:
@@ -108,6 +130,7 @@ def dead_letter_messages(topic: str, limit: int) -> Callable[[DeadLetter], tuple
 
     def message(letter: DeadLetter) -> tuple[str, Message]:
         metrics.DEAD_LETTERS.labels(letter.error_class).inc()
+        progress.TALLY.add(progress.DEAD_LETTERS, 1)
         letter = letter.fit(limit)
         route = f"{letter.source}:{letter.partition}"
         return route, KafkaSinkMessage(letter.key, letter.value, topic=topic, headers=letter.headers())
@@ -115,21 +138,16 @@ def dead_letter_messages(topic: str, limit: int) -> Callable[[DeadLetter], tuple
     return message
 
 
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides` (IO settings
-    and the lower-case names of the settings above)."""
-    io, rest = split_overrides(overrides)
-    unknown = sorted(set(rest) - set(_SETTINGS))
-    if unknown:
-        raise TypeError(f"unknown settings {unknown}; expected IO settings or {list(_SETTINGS)}")
-    cfg = IOConfig.from_env(io)
-    guarantee = setting("delivery_guarantee", "exactly_once", rest)
-    if guarantee not in GUARANTEES:
-        raise ValueError(f"DELIVERY_GUARANTEE must be one of {GUARANTEES}, got {guarantee!r}")
-    metrics.serve_from_env()
-
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names)."""
+    s, cfg = configure(SETTINGS, overrides)
+    guarantee = s["delivery_guarantee"]
     if cfg.output_path:
-        raise ValueError("flows.exactly_once writes its results to Kafka (OUTPUT_TOPIC); unset OUTPUT_PATH")
+        raise SettingsError(["OUTPUT_PATH: flows.exactly_once writes its results to Kafka (OUTPUT_TOPIC); unset it"])
+    if guarantee == "exactly_once" and cli_settings() is not None and recovery_directory() is None:
+        raise SettingsError([f"exactly-once output needs Bytewax recovery (-r); {RECOVERY_HOWTO}"])
     limit = cfg.kafka.max_message_bytes
 
     flow = Dataflow("exactly_once")
@@ -140,7 +158,8 @@ def build(**overrides: Any) -> Dataflow:
         unencodable = write_output("out", op.map("unkey", stats, itemgetter(1)), cfg, key_of=itemgetter("user_id"))
         write_dead_letters("dlq", src.errors, cfg, unencodable)
         return flow
-    messages, unencodable = split_dead_letters("encoded", op.map("encode", stats, result_messages(limit)))
+    messages, unencodable = split_dead_letters("encoded", op.map("encode", stats, result_messages(limit)),
+                                               counted_as=progress.RESULTS)
     dead_letters = cfg.dead_letter_output
     if dead_letters.path:
         write_dead_letters("dlq", src.errors, cfg, unencodable)
@@ -148,24 +167,24 @@ def build(**overrides: Any) -> Dataflow:
         errors = op.merge("all_errors", src.errors, unencodable)
         dead = op.map("dlq_encode", errors, dead_letter_messages(cfg.dead_letter_topic, limit))
         messages = op.merge("with_dead_letters", messages, dead)
-    transaction_timeout_ms = setting("transaction_timeout_ms", 0, rest)
+    transaction_timeout_ms = s["transaction_timeout_ms"]
     sink = TransactionalKafkaSink(
         cfg.kafka,
         cfg.output_topic,
-        transactional_id_prefix=setting("transactional_id_prefix", "exactly-once", rest),
-        partitions=setting("sink_partitions", 4, rest),
+        transactional_id_prefix=s["transactional_id_prefix"],
+        partitions=s["sink_partitions"],
         add_config={"transaction.timeout.ms": transaction_timeout_ms} if transaction_timeout_ms else None,
-        timeout_s=setting("sink_timeout_s", 30.0, rest),
+        timeout_s=s["sink_timeout_s"],
         epoch_interval_s=epoch_interval_s(),
         dead_letter_topic=cfg.dead_letter_topic,
         endpoint=cfg.results.describe,
     )
     # Bounded input ends the flow; an endless heartbeat would keep it running.
     bounded = cfg.stop_at_end or bool(cfg.input_path)
-    heartbeat_ms = setting("heartbeat_ms", 500, rest)
+    heartbeat_ms = s["heartbeat_ms"]
     heartbeat = None if bounded or heartbeat_ms <= 0 else timedelta(milliseconds=heartbeat_ms)
     exactly_once_output("out", messages, sink, heartbeat)
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

@@ -28,11 +28,13 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
+from eventio.flow_setup import SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS, configure
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
+from eventio.settings import FlowSettings, Setting, integer, number
+from flows import BROKER, Quickstart
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import key_by
 from operators.nfa import Match
@@ -40,6 +42,23 @@ from operators.pattern_matching import match_pattern
 from operators.patterns import Pattern
 
 MINUTE = 60_000
+
+SETTINGS = FlowSettings(
+    "fraud_detection",
+    SHARED_SETTINGS,
+    (Setting("AMOUNT_THRESHOLD", number(0), 10_000.0, "a transaction above this amount after a suspicious login "
+             "is an alert"),
+     Setting("WITHIN_MS", integer(1, unit="milliseconds"), 10 * MINUTE,
+             "the transaction must come this soon after the login (the pattern's `within`)"),
+     WATERMARK_BOUND_MS.with_default(2 * MINUTE), SHARDS),
+)
+QUICKSTART = Quickstart(
+    "fraud --count 20000 --output events.jsonl --truth planted.jsonl", "INPUT_PATH=events.jsonl OUTPUT_PATH=out.jsonl",
+    f"fraud --count 20000 --topic events --bootstrap {BROKER}", f"KAFKA_BOOTSTRAP_SERVERS={BROKER} STOP_AT_END=true")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"user_id": "u00228", "login_event_id": "e00000903", "transaction_event_id": "e00000904",
+                  "amount": 22097.11, "login_timestamp": 1704068606913, "transaction_timestamp": 1704069071845}
+"""A real output record (of the generator's events)."""
 
 Flagged = tuple[Event, bool]
 """An event and whether it is a suspicious login."""
@@ -89,14 +108,13 @@ def _failed_condition(item: tuple[str, Any, str]) -> DeadLetter:
                       "ConditionError", message)
 
 
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`watermark_bound_ms`, `amount_threshold`, `within_ms`, `shards`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    pattern = fraud_pattern(setting("amount_threshold", 10_000.0, rest), setting("within_ms", 10 * MINUTE, rest))
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names)."""
+    s, cfg = configure(SETTINGS, overrides)
+    bound = s["watermark_bound_ms"]
+    pattern = fraud_pattern(s["amount_threshold"], s["within_ms"])
 
     flow = Dataflow("fraud_detection")
     src = read_events(flow, "read", cfg)
@@ -110,7 +128,7 @@ def build(**overrides: Any) -> Dataflow:
         enrich=flag_suspicious,
         partition_of=attrgetter("channel"),
         expected_channels=src.channels,
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
     )
     unencodable = [
         write_output("out", op.map("alerts", found.down, lambda kv: kv[1]), cfg, key_of=lambda a: a["user_id"]),
@@ -120,4 +138,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

@@ -23,19 +23,6 @@ baseline and starts again. One output per alert: `{"device_id",
 "window_end", "value", "mean", "stddev", "z", "severity"}` (`value` is the
 minute's mean, `mean`/`stddev` the baseline's).
 
-| variable | default | meaning |
-|---|---|---|
-| `WINDOW_MS` | `60000` | aggregation window per device |
-| `BASELINE_MS` | `600000` | how far back the baseline reaches |
-| `MIN_BASELINE_WINDOWS` | `3` | fewest baseline minutes to score against |
-| `WARNING_Z` | `2.0` | `|z|` from which a minute is a warning |
-| `CRITICAL_Z` | `3.0` | `|z|` from which a minute is critical |
-| `DEVICE_TTL_MS` | `1800000` | processing time after which a silent device's state is dropped |
-| `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the watermark |
-| `ALLOWED_LATENESS_MS` | `0` | allowed lateness of the minute windows |
-| `IDLE_TIMEOUT_MS` | `0` (off) | input partitions silent this long stop holding the watermark |
-| `SHARDS` | `32` | state shards |
-
     python -m bytewax.run flows.iot_anomaly:flow
 """
 
@@ -48,9 +35,12 @@ from typing import Any, Optional
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
+from eventio.flow_setup import (ALLOWED_LATENESS_MS, IDLE_TIMEOUT_MS, SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS,
+                               configure)
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
+from eventio.settings import FlowSettings, Setting, integer, number
+from flows import Quickstart
 from operators.co_process import Collector, Context
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import key_by, keyed_event_time, system_clock_ms
@@ -134,34 +124,44 @@ class DeviceBaseline(KeyedProcessFunction[WindowResult]):
             ctx.state.clear()
 
 
+_MS = integer(1, unit="milliseconds")
+SETTINGS = FlowSettings(
+    "iot_anomaly",
+    SHARED_SETTINGS,
+    (Setting("WINDOW_MS", _MS, MINUTE, "aggregation window per device"),
+     Setting("BASELINE_MS", _MS, 10 * MINUTE, "how far back the baseline reaches"),
+     Setting("MIN_BASELINE_WINDOWS", integer(1), 3, "fewest baseline minutes to score against"),
+     Setting("WARNING_Z", number(0), 2.0, "`|z|` from which a minute is a warning"),
+     Setting("CRITICAL_Z", number(0), 3.0, "`|z|` from which a minute is critical"),
+     Setting("DEVICE_TTL_MS", _MS, 30 * MINUTE, "processing time after which a silent device's state is dropped"),
+     WATERMARK_BOUND_MS.with_default(2 * MINUTE), ALLOWED_LATENESS_MS, IDLE_TIMEOUT_MS, SHARDS),
+)
+QUICKSTART = Quickstart.of("iot")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"device_id": "d0005", "window_end": 1704072660000, "value": 16.129399999999997,
+                  "mean": 15.468487619047618, "stddev": 0.2623077410711513, "z": 2.5196068490144383,
+                  "severity": "warning"}
+"""A real output record (of the generator's events)."""
+
+
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`window_ms`, `baseline_ms`, `min_baseline_windows`, `warning_z`,
-    `critical_z`, `device_ttl_ms`, `watermark_bound_ms`,
-    `allowed_lateness_ms`, `idle_timeout_ms`, `shards`, `clock`, IO
-    settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    idle = setting("idle_timeout_ms", 0, rest)
-    shards = setting("shards", 32, rest)
-    clock = rest.get("clock", system_clock_ms)
-    baseline = DeviceBaseline(
-        baseline_ms=setting("baseline_ms", 10 * MINUTE, rest),
-        min_windows=setting("min_baseline_windows", 3, rest),
-        warning=setting("warning_z", 2.0, rest),
-        critical=setting("critical_z", 3.0, rest),
-        ttl_ms=setting("device_ttl_ms", 30 * MINUTE, rest),
-    )
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names, and `clock`: processing time in
+    ms, for tests)."""
+    s, cfg = configure(SETTINGS, overrides, extra=("clock",))
+    bound, idle, shards = s["watermark_bound_ms"], s["idle_timeout_ms"], s["shards"]
+    clock = overrides.get("clock", system_clock_ms)
+    baseline = DeviceBaseline(baseline_ms=s["baseline_ms"], min_windows=s["min_baseline_windows"],
+                              warning=s["warning_z"], critical=s["critical_z"], ttl_ms=s["device_ttl_ms"])
 
     flow = Dataflow("iot_anomaly")
     src = require("readings", read_events(flow, "read", cfg), "device_id", "value")
     minutes = window(
         "minutes",
         key_by("by_device", src.events, attrgetter("device_id")),
-        assigner=TumblingEventTimeWindows(setting("window_ms", MINUTE, rest)),
-        allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
+        assigner=TumblingEventTimeWindows(s["window_ms"]),
+        allowed_lateness_ms=s["allowed_lateness_ms"],
         aggregate=Aggregate.mean(attrgetter("value")),
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(bound),
@@ -188,4 +188,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

@@ -31,16 +31,6 @@ rounded to cents; the score is computed from the values as written). The
 windows have no allowed lateness, so each fires once, on time: no record
 replaces another, and the records carry no `supersedes`.
 
-| variable | default | meaning |
-|---|---|---|
-| `MODEL_PATH` | `flows/config/ml_model.json` | logistic-regression coefficients (JSON) |
-| `WINDOW_MS` | `3600000` | feature window size |
-| `SLIDE_MS` | `300000` | feature window slide |
-| `SESSION_GAP_MS` | `1800000` | inactivity that separates sessions within a window |
-| `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the watermark |
-| `IDLE_TIMEOUT_MS` | `0` (off) | input partitions (and the window results, an input of the co-process) silent this long stop holding the watermark of the activity windows and of the history co-process; a purchase then arriving behind it is counted from the next window on |
-| `SHARDS` | `32` | state shards |
-
     python -m bytewax.run flows.ml_features:flow
 """
 
@@ -55,10 +45,12 @@ from typing import Any, Mapping, Protocol, Union
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
 from eventio.event import Event
+from eventio.flow_setup import IDLE_TIMEOUT_MS, SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS, configure
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
+from eventio.settings import TEXT, ConfigurationError, FlowSettings, Setting, integer
+from flows import Quickstart
 from operators.co_process import Collector, Context, KeyedCoProcessFunction
 from operators.eventtime import MIN_WATERMARK, BoundedOutOfOrderness
 from operators.joins import co_process
@@ -81,7 +73,7 @@ class Model(Protocol):
     def score(self, features: Mapping[str, float]) -> float: ...
 
 
-class ModelError(ValueError):
+class ModelError(ConfigurationError):
     """A model configuration that cannot be used; the message says why."""
 
 
@@ -220,19 +212,41 @@ def scored_record(model: Model) -> Any:
     return record
 
 
+_MS = integer(1, unit="milliseconds")
+SETTINGS = FlowSettings(
+    "ml_features",
+    SHARED_SETTINGS,
+    (Setting("MODEL_PATH", TEXT, "flows/config/ml_model.json",
+             "logistic-regression coefficients (JSON); the default is the one shipped with the flow"),
+     Setting("WINDOW_MS", _MS, 60 * MINUTE, "feature window size"),
+     Setting("SLIDE_MS", _MS, 5 * MINUTE, "feature window slide"),
+     Setting("SESSION_GAP_MS", _MS, 30 * MINUTE, "inactivity that separates sessions within a window"),
+     WATERMARK_BOUND_MS.with_default(2 * MINUTE),
+     IDLE_TIMEOUT_MS.with_doc("input partitions (and the window results, an input of the co-process) silent this "
+                              "long stop holding the watermark of the activity windows and of the history "
+                              "co-process; a purchase then arriving behind it is counted from the next window on; "
+                              "0: never"),
+     SHARDS),
+)
+QUICKSTART = Quickstart.of("shoppers")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"user_id": "u00169", "window_end": 1704075600000, "events": 3, "page_views": 0, "clicks": 2,
+                  "add_to_carts": 0, "purchases": 0, "spend": 0.0, "distinct_categories": 3, "sessions": 1,
+                  "lifetime_purchases": 0, "lifetime_spend": 0.0, "score": 0.02253263945644731}
+"""A real output record (of the generator's events)."""
+
+
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`model_path`, `model`, `window_ms`, `slide_ms`, `session_gap_ms`,
-    `watermark_bound_ms`, `idle_timeout_ms`, `shards`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    model: Model = rest.get("model") or LogisticModel.from_file(setting("model_path", str(DEFAULT_MODEL_PATH), rest))
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names, and `model`: any object with
+    `score(features)`, instead of `MODEL_PATH`)."""
+    s, cfg = configure(SETTINGS, overrides, extra=("model",))
+    path = DEFAULT_MODEL_PATH if s["model_path"] == SETTINGS["model_path"].default else s["model_path"]
+    model: Model = overrides.get("model") or LogisticModel.from_file(path)
     if not callable(getattr(model, "score", None)):
         raise ModelError(f"model must have a score(features) method, got {model!r}")
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    idle = setting("idle_timeout_ms", 0, rest) or None
-    shards = setting("shards", 32, rest)
-    metrics.serve_from_env()
+    bound, idle, shards = s["watermark_bound_ms"], s["idle_timeout_ms"] or None, s["shards"]
 
     flow = Dataflow("ml_features")
     src = read_events(flow, "read", cfg)
@@ -240,8 +254,8 @@ def build(**overrides: Any) -> Dataflow:
     activity = window(
         "activity",
         by_user,
-        assigner=SlidingEventTimeWindows(setting("window_ms", 60 * MINUTE, rest), setting("slide_ms", 5 * MINUTE, rest)),
-        aggregate=ActivityFeatures(setting("session_gap_ms", 30 * MINUTE, rest)),
+        assigner=SlidingEventTimeWindows(s["window_ms"], s["slide_ms"]),
+        aggregate=ActivityFeatures(s["session_gap_ms"]),
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),
@@ -269,4 +283,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

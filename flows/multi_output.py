@@ -31,22 +31,9 @@ Outputs:
   replaces; `[]` for a first record). Events too late for their minute go to the late output (they are
   still in the main, audit and error outputs, which do not depend on time).
 
-| variable | default | meaning |
-|---|---|---|
-| `KNOWN_EVENT_TYPES` | `page_view,click,add_to_cart,purchase,login,logout,idle,transaction,role_change` | valid event types, comma-separated |
-| `HIGH_VALUE_THRESHOLD` | `1000.0` | purchases of at least this amount are high-value |
-| `ERRORS_PATH` / `ERRORS_TOPIC` | unset / `errors` | errors side output |
-| `AUDIT_PATH` / `AUDIT_TOPIC` | unset / `audit` | audit side output |
-| `METRICS_OUTPUT_PATH` / `METRICS_TOPIC` | unset / `metrics` | per-minute counts side output |
-
 A side output whose path is unset goes next to `OUTPUT_PATH` when that is
 set (`out.jsonl` -> `out.errors.jsonl`, `out.audit.jsonl`,
 `out.metrics.jsonl`), else to its topic.
-| `METRICS_WINDOW_MS` | `60000` | metrics window size |
-| `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the metrics watermark |
-| `ALLOWED_LATENESS_MS` | `0` | allowed lateness of the metrics windows |
-| `SHARDS` | `32` | state shards |
-
     python -m bytewax.run flows.multi_output:flow
 """
 
@@ -60,11 +47,14 @@ from typing import Any, Optional, Union
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
+from eventio.config import side_output_settings
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
+from eventio.flow_setup import ALLOWED_LATENESS_MS, SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS, configure
 from eventio.flowio import read_events, write_dead_letters, write_json, write_late, write_output
+from eventio.settings import TEXT, FlowSettings, Setting, integer, number
+from flows import Quickstart
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import key_by
 from operators.window_operator import Aggregate, WindowResult
@@ -73,6 +63,25 @@ from operators.windows import TumblingEventTimeWindows
 
 MINUTE = 60_000
 KNOWN_EVENT_TYPES = "page_view,click,add_to_cart,purchase,login,logout,idle,transaction,role_change"
+
+SETTINGS = FlowSettings(
+    "multi_output",
+    SHARED_SETTINGS,
+    (Setting("KNOWN_EVENT_TYPES", TEXT, KNOWN_EVENT_TYPES, "valid event types, comma-separated"),
+     Setting("HIGH_VALUE_THRESHOLD", number(0), 1000.0, "purchases of at least this amount are high-value"),
+     *side_output_settings("errors", "errors", "events that broke a rule, and undecodable records,"),
+     *side_output_settings("audit", "audit", "audited events"),
+     *side_output_settings("metrics", "metrics", "per-minute counts", path_var="METRICS_OUTPUT_PATH"),
+     Setting("METRICS_WINDOW_MS", integer(1, unit="milliseconds"), MINUTE, "metrics window size"),
+     WATERMARK_BOUND_MS.with_default(2 * MINUTE).with_doc("out-of-orderness bound of the metrics watermark"),
+     ALLOWED_LATENESS_MS.with_doc("allowed lateness of the metrics windows"), SHARDS),
+)
+QUICKSTART = Quickstart.of("mixed")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"event_id": "e00001502", "user_id": "u00095", "event_type": "purchase",
+                  "timestamp": 1704067500885, "category": "books", "amount": 28.39, "is_high_value": False,
+                  "event_date": "2024-01-01"}
+"""A real output record (of the generator's events)."""
 
 
 @dataclass(frozen=True)
@@ -136,18 +145,14 @@ def metrics_record(item: tuple[str, WindowResult]) -> dict[str, Any]:
             "count": r.value, "is_late_update": r.is_late_update, "supersedes": r.supersedes}
 
 
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`known_event_types`, `high_value_threshold`, `errors_path`,
-    `errors_topic`, `audit_path`, `audit_topic`, `metrics_output_path`,
-    `metrics_topic`, `metrics_window_ms`, `watermark_bound_ms`,
-    `allowed_lateness_ms`, `shards`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    known = frozenset(t.strip() for t in setting("known_event_types", KNOWN_EVENT_TYPES, rest).split(",") if t.strip())
-    validator = Validator(known, setting("high_value_threshold", 1000.0, rest))
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names)."""
+    s, cfg = configure(SETTINGS, overrides)
+    known = frozenset(t.strip() for t in s["known_event_types"].split(",") if t.strip())
+    validator = Validator(known, s["high_value_threshold"])
+    bound = s["watermark_bound_ms"]
 
     flow = Dataflow("multi_output")
     src = read_events(flow, "read", cfg)
@@ -156,27 +161,27 @@ def build(**overrides: Any) -> Dataflow:
 
     unencodable = [write_output("out", op.map("enrich", valid, validator.enriched), cfg, key_of=lambda r: r["user_id"])]
     unencodable += [write_json("audit", op.filter_map("audited", valid, validator.audit), cfg,
-                               cfg.side_output("audit", rest, "audit"), key_of=lambda r: r["user_id"])]
+                               cfg.side_output("audit", s, "audit"), key_of=lambda r: r["user_id"])]
     errors = op.merge("errors", op.map("invalid", checked.falses, invalid_record),
                       op.map("undecodable", src.errors, dead_letter_record))
-    unencodable += [write_json("errors_out", errors, cfg, cfg.side_output("errors", rest, "errors"),
+    unencodable += [write_json("errors_out", errors, cfg, cfg.side_output("errors", s, "errors"),
                                key_of=lambda r: r["event"]["user_id"] if "event" in r else None)]
 
     counts = window(
         "per_minute",
         key_by("by_type", valid, attrgetter("event_type")),
-        assigner=TumblingEventTimeWindows(setting("metrics_window_ms", MINUTE, rest)),
-        allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
+        assigner=TumblingEventTimeWindows(s["metrics_window_ms"]),
+        allowed_lateness_ms=s["allowed_lateness_ms"],
         aggregate=Aggregate.count(),
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),
         expected_channels=src.channels,
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
     )
     unencodable += [
         write_json("metrics_out", op.map("metrics", counts.down, metrics_record), cfg,
-                   cfg.side_output("metrics", rest, "metrics", path_var="METRICS_OUTPUT_PATH"),
+                   cfg.side_output("metrics", s, "metrics", path_var="METRICS_OUTPUT_PATH"),
                    key_of=lambda r: r["event_type"]),
         write_late("late", op.map("late_events", counts.late, lambda kv: kv[1]), cfg),
     ]
@@ -184,4 +189,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

@@ -42,14 +42,6 @@ tenants named in the configuration in force at start (built-in defaults and
 
 Configuration (besides the IO variables):
 
-| variable | default | meaning |
-|---|---|---|
-| `TENANT_CONFIG_PATH` | unset | JSON-lines tenant configurations, in force from the start |
-| `TENANT_CONFIG_TOPIC` | unset | Kafka topic of tenant configuration changes (broadcast) |
-| `RATE_LIMITED_PATH` / `RATE_LIMITED_TOPIC` | unset / `rate-limited` | events over their tenant's limit, as event JSON; with the path unset and `OUTPUT_PATH` set, `<output>.rate_limited.jsonl` next to it |
-| `TENANT_METRICS_LIMIT` | `100` | most tenants with their own metrics label |
-| `SHARDS` | `32` | state shards |
-
     python -m bytewax.run flows.multi_tenant:flow
 """
 
@@ -66,10 +58,14 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 
 from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
+from eventio.config import IOConfig, side_output_settings
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
+from eventio.flow_setup import SHARDS, SHARED_SETTINGS, configure
 from eventio.flowio import JsonLinesSource, kafka_source, read_events, require, write_dead_letters, write_json, write_output
+from eventio.settings import TEXT, ConfigurationError, FlowSettings, Setting, integer
+from flows import BROKER, Quickstart
 from operators.broadcast_state import BroadcastContext, KeyedBroadcastContext, KeyedBroadcastProcessFunction
 from operators.co_process import Collector
 from operators.eventtime import BoundedOutOfOrderness
@@ -83,7 +79,7 @@ RATE_LIMITED = "rate_limited"
 DROPPED = "dropped"
 
 
-class TenantConfigError(ValueError):
+class TenantConfigError(ConfigurationError):
     """A tenant configuration record that cannot be used; the message says why."""
 
 
@@ -240,7 +236,7 @@ def _config_record(value: Optional[bytes], key: Optional[bytes], topic: str, par
 
 
 def tenant_configs(
-    flow: Dataflow, cfg: IOConfig, path: str, topic: str
+    flow: Dataflow, cfg: IOConfig, path: Optional[str], topic: Optional[str]
 ) -> tuple[Stream[TenantConfig], Stream[DeadLetter]]:
     """The broadcast configuration stream and its dead letters."""
     if topic:
@@ -252,21 +248,40 @@ def tenant_configs(
     return split.trues, split.falses
 
 
+SETTINGS = FlowSettings(
+    "multi_tenant",
+    SHARED_SETTINGS,
+    (Setting("TENANT_CONFIG_PATH", TEXT, None, "JSON-lines tenant configurations, in force from the start",
+             optional=True),
+     Setting("TENANT_CONFIG_TOPIC", TEXT, None, "Kafka topic of tenant configuration changes (broadcast)",
+             optional=True),
+     *side_output_settings("rate_limited", "rate-limited", "events over their tenant's limit, as event JSON,"),
+     Setting("TENANT_METRICS_LIMIT", integer(0), 100, "most tenants with their own metrics label"),
+     SHARDS),
+)
+QUICKSTART = Quickstart(
+    "tenants --count 20000 --output events.jsonl --config-output tenants.jsonl",
+    "INPUT_PATH=events.jsonl TENANT_CONFIG_PATH=tenants.jsonl OUTPUT_PATH=out.jsonl",
+    f"tenants --count 20000 --topic events --config-output tenants.jsonl --bootstrap {BROKER}",
+    f"KAFKA_BOOTSTRAP_SERVERS={BROKER} STOP_AT_END=true TENANT_CONFIG_PATH=tenants.jsonl")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"event_id": "e00000300", "user_id": "u00423", "event_type": "page_view",
+                  "timestamp": 1704067207243, "tenant_id": "t03", "tier": "standard"}
+"""A real output record (of the generator's events)."""
+
+
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`tenant_config_path`, `tenant_config_topic`, `rate_limited_path`,
-    `rate_limited_topic`, `tenant_metrics_limit`, `shards`, `clock`, IO
-    settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    config_path = setting("tenant_config_path", "", rest)
-    config_topic = setting("tenant_config_topic", "", rest)
-    clock = rest.get("clock", system_clock_ms)
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names, and `clock`: processing time in
+    ms, for tests)."""
+    s, cfg = configure(SETTINGS, overrides, extra=("clock",))
+    config_path, config_topic = s["tenant_config_path"], s["tenant_config_topic"]
+    clock = overrides.get("clock", system_clock_ms)
     initial = load_tenant_configs(DEFAULTS_PATH)
     if config_path:
         initial.update(load_tenant_configs(config_path))
-    labels = TenantLabels(initial, setting("tenant_metrics_limit", 100, rest))
-    metrics.serve_from_env()
+    labels = TenantLabels(initial, s["tenant_metrics_limit"])
 
     flow = Dataflow("multi_tenant")
     src = require("tenanted", read_events(flow, "read", cfg), "tenant_id")
@@ -279,7 +294,7 @@ def build(**overrides: Any) -> Dataflow:
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(0),
         side_outputs=(RATE_LIMITED, DROPPED),
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
         clock=clock,
     )
 
@@ -297,7 +312,7 @@ def build(**overrides: Any) -> Dataflow:
         "rate_limited",
         op.map("limited", gated.side[RATE_LIMITED], limited),
         cfg,
-        cfg.side_output("rate_limited", rest, "rate-limited"),
+        cfg.side_output("rate_limited", s, "rate-limited"),
         key_of=attrgetter("tenant_id"),
     ))
     op.inspect("dropped", gated.side[DROPPED], lambda _step, item: labels.count(item[0], DROPPED))
@@ -305,4 +320,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

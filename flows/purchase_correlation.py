@@ -29,10 +29,12 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
 from eventio.event import Event
+from eventio.flow_setup import IDLE_TIMEOUT_MS, SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS, configure
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
+from eventio.settings import TEXT, FlowSettings, Setting, SettingsError, integer
+from flows import BROKER, Quickstart
 from operators.eventtime import BoundedOutOfOrderness
 from operators.joins import interval_join
 from operators.keyed import key_by
@@ -53,30 +55,52 @@ def correlation(action: Event, purchase: Event) -> dict[str, Any]:
     }
 
 
+_OFFSET = integer(unit="milliseconds")
+SETTINGS = FlowSettings(
+    "purchase_correlation",
+    SHARED_SETTINGS,
+    (Setting("ACTIONS_PATH", TEXT, None, "actions from this JSON-lines file instead of Kafka", optional=True),
+     Setting("ACTIONS_TOPIC", TEXT, "actions", "actions topic"),
+     Setting("PURCHASES_PATH", TEXT, None, "purchases from this JSON-lines file instead of Kafka", optional=True),
+     Setting("PURCHASES_TOPIC", TEXT, "purchases", "purchases topic"),
+     Setting("LOWER_MS", _OFFSET, -5 * MINUTE, "a purchase joins an action from this far before it ..."),
+     Setting("UPPER_MS", _OFFSET, 5 * MINUTE, "... to (exclusive) this far after it"),
+     WATERMARK_BOUND_MS.with_default(2 * MINUTE), IDLE_TIMEOUT_MS, SHARDS),
+)
+QUICKSTART = Quickstart(
+    "correlated --count 20000 --output actions.jsonl --purchases-output purchases.jsonl",
+    "ACTIONS_PATH=actions.jsonl PURCHASES_PATH=purchases.jsonl OUTPUT_PATH=out.jsonl",
+    f"correlated --count 20000 --topic actions --purchases-topic purchases --bootstrap {BROKER}",
+    f"KAFKA_BOOTSTRAP_SERVERS={BROKER} STOP_AT_END=true")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"purchase_id": "p00000275", "user_id": "u00098", "amount": 103.9,
+                  "action_event_id": "e00001308", "action_type": "add_to_cart", "action_timestamp": 1704068477471,
+                  "purchase_timestamp": 1704068622546}
+"""A real output record (of the generator's events)."""
+
+
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`actions_path`, `actions_topic`, `purchases_path`, `purchases_topic`,
-    `lower_ms`, `upper_ms`, `watermark_bound_ms`, `idle_timeout_ms`,
-    `shards`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    idle = setting("idle_timeout_ms", 0, rest)
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names). `INPUT_PATH` and `INPUT_TOPIC`
+    play no part: the two inputs have their own."""
+    s, cfg = configure(SETTINGS, overrides)
+    bound, idle = s["watermark_bound_ms"], s["idle_timeout_ms"]
+    if s["lower_ms"] > s["upper_ms"]:
+        raise SettingsError([f"LOWER_MS={s['lower_ms']} is above UPPER_MS={s['upper_ms']}: the interval is empty"])
 
     flow = Dataflow("purchase_correlation")
-    actions = read_events(flow, "actions", cfg, path=setting("actions_path", "", rest),
-                          topics=[setting("actions_topic", "actions", rest)], path_var="ACTIONS_PATH",
-                          topic_var="ACTIONS_TOPIC")
-    purchases = require("priced", read_events(flow, "purchases", cfg, path=setting("purchases_path", "", rest),
-                                              topics=[setting("purchases_topic", "purchases", rest)],
+    actions = read_events(flow, "actions", cfg, path=s["actions_path"], topics=[s["actions_topic"]],
+                          path_var="ACTIONS_PATH", topic_var="ACTIONS_TOPIC")
+    purchases = require("priced", read_events(flow, "purchases", cfg, path=s["purchases_path"],
+                                              topics=[s["purchases_topic"]],
                                               path_var="PURCHASES_PATH", topic_var="PURCHASES_TOPIC"), "amount")
     joined = interval_join(
         "correlate",
         key_by("actions_by_user", actions.events, attrgetter("user_id")),
         key_by("purchases_by_user", purchases.events, attrgetter("user_id")),
-        lower_ms=setting("lower_ms", -5 * MINUTE, rest),
-        upper_ms=setting("upper_ms", 5 * MINUTE, rest),
+        lower_ms=s["lower_ms"],
+        upper_ms=s["upper_ms"],
         upper_inclusive=False,
         select=correlation,
         timestamp_of=attrgetter("timestamp"),
@@ -84,7 +108,7 @@ def build(**overrides: Any) -> Dataflow:
         partition_of=attrgetter("channel"),
         expected_channels=(actions.channels, purchases.channels),
         idle_timeout_ms=idle or None,
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
     )
     unencodable = [
         write_output("out", op.map("pairs", joined.down, lambda kv: kv[1]), cfg, key_of=lambda r: r["user_id"]),
@@ -94,4 +118,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

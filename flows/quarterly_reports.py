@@ -17,14 +17,6 @@ fired re-fires it with the updated totals, `supersedes: [[window_start,
 window_end]]` (the record it replaces) and `is_late_update: true`; a first
 record has `supersedes: []`.
 
-| variable | default | meaning |
-|---|---|---|
-| `REPORT_TIMEZONE` | `UTC` | IANA time zone whose calendar quarters are reported |
-| `WATERMARK_BOUND_MS` | `120000` | out-of-orderness bound of the watermark |
-| `ALLOWED_LATENESS_MS` | `0` | how long after a quarter closes late events still update it |
-| `IDLE_TIMEOUT_MS` | `0` (off) | input partitions silent this long stop holding the watermark |
-| `SHARDS` | `32` | state shards |
-
     python -m bytewax.run flows.quarterly_reports:flow
 """
 
@@ -38,10 +30,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
 from eventio.event import Event
+from eventio.flow_setup import (ALLOWED_LATENESS_MS, IDLE_TIMEOUT_MS, SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS,
+                               configure)
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
+from eventio.settings import FlowSettings, Kind, Setting
+from flows import Quickstart
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import key_by
 from operators.window_operator import AggregateFunction, WindowResult
@@ -71,11 +66,35 @@ class CountAndTotal(AggregateFunction[Event, list, tuple[int, float]]):
 
 
 def time_zone(name: str) -> ZoneInfo:
-    """The report's time zone; an unknown name is refused at build time."""
+    """The time zone `name`; `ValueError` if it is not a known one."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as ex:
-        raise ValueError(f"REPORT_TIMEZONE {name!r} is not a known IANA time zone") from ex
+        raise ValueError(name) from ex
+
+
+def _is_time_zone(value: object) -> bool:
+    try:
+        return isinstance(value, str) and time_zone(value) is not None
+    except ValueError:
+        return False
+
+
+SETTINGS = FlowSettings(
+    "quarterly_reports",
+    SHARED_SETTINGS,
+    (Setting("REPORT_TIMEZONE", Kind("an IANA time zone name such as Europe/Berlin", lambda text: time_zone(text).key,
+                                     _is_time_zone), "UTC", "IANA time zone whose calendar quarters are reported"),
+     WATERMARK_BOUND_MS.with_default(2 * MINUTE),
+     ALLOWED_LATENESS_MS.with_doc("how long after a quarter closes late events still update it"),
+     IDLE_TIMEOUT_MS, SHARDS),
+)
+QUICKSTART = Quickstart.of("quarterly")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"region": "amer", "year": 2024, "quarter": 3, "window_start": 1719792000000,
+                  "window_end": 1727740800000, "event_count": 126, "total_amount": 28162.19,
+                  "is_late_update": False, "supersedes": []}
+"""A real output record (of the generator's events)."""
 
 
 def quarter_record(tz: ZoneInfo) -> Callable[[tuple[str, WindowResult]], dict[str, Any]]:
@@ -100,16 +119,13 @@ def quarter_record(tz: ZoneInfo) -> Callable[[tuple[str, WindowResult]], dict[st
     return record
 
 
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`report_timezone`, `watermark_bound_ms`, `allowed_lateness_ms`,
-    `idle_timeout_ms`, `shards`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    tz = time_zone(setting("report_timezone", "UTC", rest))
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    idle = setting("idle_timeout_ms", 0, rest)
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names)."""
+    s, cfg = configure(SETTINGS, overrides)
+    tz = time_zone(s["report_timezone"])
+    bound, idle = s["watermark_bound_ms"], s["idle_timeout_ms"]
 
     flow = Dataflow("quarterly_reports")
     src = require("regional", read_events(flow, "read", cfg), "region")
@@ -117,14 +133,14 @@ def build(**overrides: Any) -> Dataflow:
         "quarters",
         key_by("by_region", src.events, attrgetter("region")),
         assigner=CalendarWindows("quarter", tz),
-        allowed_lateness_ms=setting("allowed_lateness_ms", 0, rest),
+        allowed_lateness_ms=s["allowed_lateness_ms"],
         aggregate=CountAndTotal(),
         timestamp_of=attrgetter("timestamp"),
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),
         expected_channels=src.channels,
         idle_timeout_ms=idle or None,
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
     )
     unencodable = [
         write_output("out", op.map("format", quarters.down, quarter_record(tz)), cfg, key_of=lambda r: r["region"]),
@@ -134,4 +150,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

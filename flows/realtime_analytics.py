@@ -30,9 +30,12 @@ from typing import Any, Iterable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
+from eventio.config import side_output_settings
+from eventio.flow_setup import ALLOWED_LATENESS_MS, SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS, configure
 from eventio.flowio import read_events, require, write_dead_letters, write_json, write_late, write_output
+from eventio.settings import FlowSettings, Setting, integer
+from flows import Quickstart
 from operators.end_of_input import FireAtEndOfInput
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import key_by, system_clock_ms
@@ -75,20 +78,35 @@ def summary_records(threshold: int) -> Any:
     return records
 
 
+SETTINGS = FlowSettings(
+    "realtime_analytics",
+    SHARED_SETTINGS,
+    (Setting("WINDOW_MS", integer(1, unit="milliseconds"), 5 * MINUTE, "tumbling window size"),
+     WATERMARK_BOUND_MS.with_default(2 * MINUTE), ALLOWED_LATENESS_MS.with_default(10 * MINUTE),
+     Setting("LATE_SUMMARY_MS", integer(1, unit="milliseconds"), HOUR,
+             "processing-time window of the late-data summary"),
+     Setting("LATE_ALERT_THRESHOLD", integer(0), 100,
+             "more late events than this in a category and summary window add an alert record"),
+     *side_output_settings("late_summary", "late-summary", "the late-data summary and alerts"),
+     SHARDS),
+)
+QUICKSTART = Quickstart.of("disorder")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"category": "clothing", "window_start": 1704068100000, "window_end": 1704068400000,
+                  "event_count": 70, "average_value": 45.18228571428573, "is_late_update": True,
+                  "supersedes": [[1704068100000, 1704068400000]], "watermark": 1704068835100}
+"""A real output record (of the generator's events)."""
+
+
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`window_ms`, `watermark_bound_ms`, `allowed_lateness_ms`,
-    `late_summary_ms`, `late_alert_threshold`, `late_summary_path`,
-    `late_summary_topic`, `shards`, `clock`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    size = setting("window_ms", 5 * MINUTE, rest)
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    lateness = setting("allowed_lateness_ms", 10 * MINUTE, rest)
-    summary_ms = setting("late_summary_ms", HOUR, rest)
-    threshold = setting("late_alert_threshold", 100, rest)
-    clock = rest.get("clock", system_clock_ms)
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names, and `clock`: processing time in
+    ms, for tests)."""
+    s, cfg = configure(SETTINGS, overrides, extra=("clock",))
+    size, bound, lateness = s["window_ms"], s["watermark_bound_ms"], s["allowed_lateness_ms"]
+    summary_ms, threshold = s["late_summary_ms"], s["late_alert_threshold"]
+    clock = overrides.get("clock", system_clock_ms)
 
     flow = Dataflow("realtime_analytics")
     src = require("valid", read_events(flow, "read", cfg), "category", "value")
@@ -103,7 +121,7 @@ def build(**overrides: Any) -> Dataflow:
         watermarks=lambda: BoundedOutOfOrderness(bound),
         partition_of=attrgetter("channel"),
         expected_channels=src.channels,
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
     )
     unencodable = [write_output("out", op.map("format", windows.down, window_record), cfg, key_of=lambda r: r["category"])]
     late = op.map("late_events", windows.late, lambda kv: kv[1])
@@ -123,11 +141,11 @@ def build(**overrides: Any) -> Dataflow:
         "summary",
         op.flat_map("summary_records", summary.down, summary_records(threshold)),
         cfg,
-        cfg.side_output("late_summary", rest, "late-summary"),
+        cfg.side_output("late_summary", s, "late-summary"),
         key_of=lambda r: r["category"],
     ))
     write_dead_letters("dlq", src.errors, cfg, *unencodable)
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

@@ -27,11 +27,14 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from eventio import metrics
-from eventio.config import IOConfig, setting, split_overrides
+from eventio.bytewax_run import exits_on_configuration_error, lazy_flow
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
+from eventio.flow_setup import (ALLOWED_LATENESS_MS, IDLE_TIMEOUT_MS, SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS,
+                               configure)
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
+from eventio.settings import FlowSettings
+from flows import Quickstart
 from operators.eventtime import BoundedOutOfOrderness
 from operators.keyed import key_by
 from operators.window_operator import AggregateFunction, WindowResult
@@ -41,6 +44,19 @@ from operators.windows import EventTimeSessionWindows
 MINUTE = 60_000
 GAPS_MS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE, "idle": 2 * MINUTE}
 DEFAULT_GAP_MS = 15 * MINUTE
+
+SETTINGS = FlowSettings(
+    "session_analytics",
+    SHARED_SETTINGS,
+    (WATERMARK_BOUND_MS.with_default(2 * MINUTE), ALLOWED_LATENESS_MS.with_default(5 * MINUTE), IDLE_TIMEOUT_MS,
+     SHARDS),
+)
+QUICKSTART = Quickstart.of("sessions")
+"""How to make input for it and run it."""
+EXAMPLE_OUTPUT = {"user_id": "u00408", "session_start": 1704067814395, "session_end": 1704071845113,
+                  "duration_ms": 4030718, "event_count": 11, "page_views": 7, "purchases": 1,
+                  "total_spent": 114.83, "is_late_update": False, "supersedes": []}
+"""A real output record (of the generator's events)."""
 
 
 def session_gap(event: Event) -> int:
@@ -97,15 +113,12 @@ def unusable_gap(item: tuple[str, tuple[Event, str]]) -> DeadLetter:
                       "InvalidElement", reason)
 
 
+@exits_on_configuration_error
 def build(**overrides: Any) -> Dataflow:
-    """The flow, configured by the environment and `overrides`
-    (`watermark_bound_ms`, `allowed_lateness_ms`, `shards`, IO settings)."""
-    io, rest = split_overrides(overrides)
-    cfg = IOConfig.from_env(io)
-    bound = setting("watermark_bound_ms", 2 * MINUTE, rest)
-    lateness = setting("allowed_lateness_ms", 5 * MINUTE, rest)
-    idle = setting("idle_timeout_ms", 0, rest)
-    metrics.serve_from_env()
+    """The flow, configured by `SETTINGS` from the environment and
+    `overrides` (their lower-case names)."""
+    s, cfg = configure(SETTINGS, overrides)
+    bound, lateness, idle = s["watermark_bound_ms"], s["allowed_lateness_ms"], s["idle_timeout_ms"]
 
     flow = Dataflow("session_analytics")
     src = read_events(flow, "read", cfg)
@@ -121,7 +134,7 @@ def build(**overrides: Any) -> Dataflow:
         partition_of=attrgetter("channel"),
         expected_channels=src.channels,
         idle_timeout_ms=idle or None,
-        shards=setting("shards", 32, rest),
+        shards=s["shards"],
     )
     unencodable = [
         write_output("out", op.map("format", sessions.down, session_record), cfg, key_of=lambda r: r["user_id"]),
@@ -131,4 +144,4 @@ def build(**overrides: Any) -> Dataflow:
     return flow
 
 
-flow = build()
+__getattr__ = lazy_flow(build)

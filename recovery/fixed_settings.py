@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from eventio.bytewax_run import cli_settings
+from eventio.settings import ConfigurationError
 from recovery.directories import stored_states
 
 
-class StoreMismatchError(ValueError):
+class StoreMismatchError(ConfigurationError):
     """A setting differs from the one the recovery store was written with."""
 
 

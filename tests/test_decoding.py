@@ -206,12 +206,13 @@ def test_config_defaults_and_environment() -> None:
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({"VALUE_FORMAT": "protobuf"}, "VALUE_FORMAT must be"),
-        ({"VALUE_FORMAT": "avro"}, "needs SCHEMA_REGISTRY_URL"),
-        ({"SCHEMA_SUBJECT_STRATEGY": "by-magic"}, "SCHEMA_SUBJECT_STRATEGY must be one of topic, record, topic_record"),
-        ({"SCHEMA_COMPATIBILITY": "SIDEWAYS"}, "SCHEMA_COMPATIBILITY must be one of NONE, BACKWARD"),
-        ({"SCHEMA_REGISTRY_RETRY_ATTEMPTS": "many"}, "SCHEMA_REGISTRY_RETRY_ATTEMPTS must be an integer"),
-        ({"SCHEMA_REGISTRY_RETRY_ATTEMPTS": "0"}, "at least 1"),
+        ({"VALUE_FORMAT": "protobuf"}, "VALUE_FORMAT='protobuf': expected one of json, avro, auto"),
+        ({"VALUE_FORMAT": "avro"}, "VALUE_FORMAT=avro needs SCHEMA_REGISTRY_URL"),
+        ({"SCHEMA_SUBJECT_STRATEGY": "by-magic"},
+         "SCHEMA_SUBJECT_STRATEGY='by-magic': expected one of topic, record, topic_record"),
+        ({"SCHEMA_COMPATIBILITY": "SIDEWAYS"}, "SCHEMA_COMPATIBILITY='SIDEWAYS': expected one of NONE, BACKWARD"),
+        ({"SCHEMA_REGISTRY_RETRY_ATTEMPTS": "many"}, "SCHEMA_REGISTRY_RETRY_ATTEMPTS='many': expected a positive"),
+        ({"SCHEMA_REGISTRY_RETRY_ATTEMPTS": "0"}, "SCHEMA_REGISTRY_RETRY_ATTEMPTS='0': expected a positive integer"),
     ],
 )
 def test_bad_configuration_fails_at_build_time(env, message) -> None:

@@ -124,8 +124,8 @@ def test_outputs_follow_the_medium_of_the_results(tmp_path: Path) -> None:
     assert files.late_output.path == str(tmp_path / "out.late.jsonl")
     assert files.dead_letter_output.path == str(tmp_path / "out.dlq.jsonl")
     assert files.side_output("audit", {}, "audit").path == str(tmp_path / "out.audit.jsonl")
-    assert files.side_output("metrics", {}, "metrics", path_var="METRICS_OUTPUT_PATH",
-                             env={"METRICS_OUTPUT_PATH": "m.jsonl"}).path == "m.jsonl"
+    assert files.side_output("metrics", {"metrics_output_path": "m.jsonl"}, "metrics",
+                             path_var="METRICS_OUTPUT_PATH").path == "m.jsonl"
     # Configured for Kafka: Kafka, results in a file or not.
     mixed = IOConfig(output_path=out, late_topic="late", dlq_topic="bad")
     assert (mixed.late_output.path, mixed.late_output.topic) == (None, "late")
