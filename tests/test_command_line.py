@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from eventio import generators
+from eventio.broker import EmbeddedBroker
 from eventio.settings import SettingsError
 from flows import FLOWS
 from flows.__main__ import README, readme
@@ -219,3 +220,31 @@ def test_exactly_once_refuses_to_run_without_recovery(tmp_path: Path) -> None:
         "  python -m recovery.directories init state/ 1",
         "  python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0",
     ]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ["session_analytics", "exactly_once"])
+def test_the_kafka_quickstart_runs_on_a_broker(name: str, tmp_path: Path) -> None:
+    """The README's Kafka commands, on a broker of their own (they use the
+    default topic names)."""
+    from flows import BROKER
+    from flows.__main__ import load
+    from tests.committed_log import read_committed
+    from tests.topic_reader import read_all
+
+    module = load(name)
+    lines = module.QUICKSTART.commands(name)
+    generate, run = lines[lines.index(next(line for line in lines if "on Kafka" in line)) + 1:]
+    with EmbeddedBroker() as broker:
+        broker.create_topics({"events": 2, "results": 2, "dlq": 1, "late-events": 1})
+        for command in (generate, run):
+            shell = command.replace(BROKER, broker.bootstrap_servers).replace("python -m", f"{sys.executable} -m")
+            done = subprocess.run(["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True, timeout=180,
+                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+            assert done.returncode == 0, (shell, done.stderr[-3000:])
+        values = ([r.value for r in read_committed(broker.bootstrap_servers, "results")] if name == "exactly_once"
+                  else [r.value for r in read_all(broker.bootstrap_servers, "results")])
+    records = [json.loads(v) for v in values if v]
+    assert records and all(r.keys() == module.EXAMPLE_OUTPUT.keys() for r in records)
+    if name == "exactly_once":
+        assert len(records) == 20000  # one per input event, each committed once
