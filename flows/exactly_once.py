@@ -78,8 +78,8 @@ QUICKSTART = Quickstart(
     f"python -m recovery.directories init state/ 1 && KAFKA_BOOTSTRAP_SERVERS={BROKER} STOP_AT_END=true",
     file_run=False, run_options="-r state/ -s 1 -b 0")
 """How to make input for it and run it."""
-EXAMPLE_OUTPUT = {"user_id": "u0042", "event_id": "e00000117", "count": 3, "running_avg": 48.27}
-"""An output record (the third event of a user)."""
+EXAMPLE_OUTPUT = {"user_id": "u00342", "event_id": "e00000007", "count": 3, "running_avg": 19.12}
+"""A real output record (of the generator's events: a user's third)."""
 RECOVERY_HOWTO = ("make the recovery directories and run it with them:\n"
                   "  python -m recovery.directories init state/ 1\n"
                   "  python -m bytewax.run flows.exactly_once:flow -r state/ -s 1 -b 0")
