@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from eventio.kafka_config import DEFAULT_CONNECT_TIMEOUT_S, KafkaSettings, env_properties
+from eventio.start_position import StartPosition, parse_start_offset
 
 _TRUE = {"1", "true", "yes", "on"}
 _NOT_FROM_ENV = ("kafka_properties",)
@@ -57,6 +58,9 @@ class IOConfig:
     dlq_topic: Optional[str] = None
     """None: not set; see `dead_letter_output`."""
     start_offset: str = "earliest"
+    """See `eventio.start_position`; parsed as `start_position`."""
+    timestamp_source: str = "field"
+    """Event time from the event's `timestamp` field, or `kafka`: the record's timestamp."""
     stop_at_end: bool = False
     kafka_batch_size: int = 1000
     max_message_bytes: Optional[int] = None
@@ -96,8 +100,10 @@ class IOConfig:
             except ValueError:
                 raise ValueError(f"{f.name.upper()} must be a number, got {raw!r}") from None
         cfg = cls(**values)
-        if cfg.start_offset not in ("earliest", "latest"):
-            raise ValueError(f"START_OFFSET must be 'earliest' or 'latest', got {cfg.start_offset!r}")
+        if cfg.start_position.needs_group and not cfg.consumer_group:
+            raise ValueError(f"START_OFFSET={cfg.start_offset!r} reads a consumer group's committed offsets: "
+                             "set CONSUMER_GROUP to the group")
+        check_timestamp_source(cfg.timestamp_source)
         cfg.kafka  # noqa: B018 - read the properties file now: a bad one stops the build, not the run
         return cfg
 
@@ -112,6 +118,16 @@ class IOConfig:
             connect_timeout_s=self.kafka_connect_timeout_s,
             max_message_bytes=self.max_message_bytes,
         )
+
+    @cached_property
+    def start_position(self) -> StartPosition:
+        """`START_OFFSET`, parsed (`ValueError` if it cannot be)."""
+        return parse_start_offset(self.start_offset)
+
+    @property
+    def record_time(self) -> bool:
+        """Whether event time is the Kafka record's timestamp (`TIMESTAMP_SOURCE=kafka`)."""
+        return self.timestamp_source.strip().lower() == "kafka"
 
     @property
     def input_topics(self) -> list[str]:
@@ -198,6 +214,16 @@ def setting(
     if isinstance(default, float):
         return float(raw)
     return raw
+
+
+TIMESTAMP_SOURCES = ("field", "kafka")
+
+
+def check_timestamp_source(raw: str) -> None:
+    """`ValueError` naming `TIMESTAMP_SOURCE` unless `raw` is one of `TIMESTAMP_SOURCES`."""
+    if raw.strip().lower() not in TIMESTAMP_SOURCES:
+        raise ValueError(f"TIMESTAMP_SOURCE must be 'field' (the event's timestamp) or 'kafka' (the Kafka "
+                         f"record's timestamp), got {raw!r}")
 
 
 def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -21,7 +21,6 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from eventio import metrics, strict_json
 from eventio.config import Destination, IOConfig
@@ -149,16 +148,11 @@ reads of session analytics on one partition found nothing queued and the
 flow stood idle a quarter of the time (500k events 5.0 -> 4.1 s)."""
 
 
-def _starting_offset(cfg: IOConfig) -> int:
-    """Where a partition without recovery state starts (`START_OFFSET`)."""
-    return OFFSET_BEGINNING if cfg.start_offset == "earliest" else OFFSET_END
-
-
 def kafka_source(cfg: IOConfig, topics: list[str], decode: Decoder, topic_var: str) -> DecodingKafkaSource:
     """The decoding Kafka source of `topics` with the flow's settings."""
     return DecodingKafkaSource(cfg.kafka, topics, decode, tail=not cfg.stop_at_end,
-                               starting_offset=_starting_offset(cfg), config=CONSUMER_CONFIG,
-                               batch_size=cfg.kafka_batch_size, commit_group=cfg.consumer_group, topic_var=topic_var)
+                               start=cfg.start_position, config=CONSUMER_CONFIG, batch_size=cfg.kafka_batch_size,
+                               commit_group=cfg.consumer_group, topic_var=topic_var, record_time=cfg.record_time)
 
 
 def read_events(

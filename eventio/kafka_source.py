@@ -31,15 +31,17 @@ from typing import Any, Optional, Sequence, Union
 
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaException, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from eventio import metrics
 from eventio.bytewax_run import stop_run
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoded, Decoder
+from eventio.event import Event
 from eventio.kafka_config import KafkaConfigError, KafkaSettings
 from eventio.kafka_health import ClientHealth, KafkaUnavailableError, check_topic
+from eventio.start_position import NoCommittedOffsetError, StartPosition
 
 _PARTITION_EOF = ConfluentKafkaError._PARTITION_EOF
 _IGNORED_GROUP = "BYTEWAX_IGNORED"
@@ -53,27 +55,52 @@ def _on_commit(error: Optional[ConfluentKafkaError], partitions: list[TopicParti
 
 
 class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
-    """One topic partition, read with `assign()` from `offset`."""
+    """One topic partition, read with `assign()` from `offset`, or where
+    `start` puts it when there is none (`eventio.start_position`). With
+    `record_time`, an event's `timestamp` becomes the record's timestamp."""
 
     def __init__(
-        self, step_id: str, config: dict[str, Any], topic: str, partition: int, offset: int,
-        batch_size: int, decode: Decoder, health: ClientHealth, commit: bool = False,
+        self, step_id: str, config: dict[str, Any], topic: str, partition: int, offset: Union[int, StartPosition],
+        batch_size: int, decode: Decoder, health: ClientHealth, commit: bool = False, record_time: bool = False,
     ) -> None:
         self._topic = topic
         self._partition = partition
         self._channel = f"{topic}:{partition}"
-        self._offset = offset
         self._commit = commit
-        self._committed = offset
+        self._record_time = record_time
         self._batch_size = batch_size
         self._decode = decode
         self._eof = False
         self._lag = BYTEWAX_CONSUMER_LAG_GAUGE.labels(step_id=step_id, topic=topic, partition=partition)
         self._records_read = metrics.KAFKA_RECORDS_READ.labels(step_id, topic)
         self._health = health
+        self._offset = OFFSET_BEGINNING  # until known: no lag to report
         self._consumer = health.settings.make(Consumer, {**config, **health.config(stats=False),
                                                          "stats_cb": self._on_stats})
+        self._skip_before: Optional[int] = None
+        """With a timestamp start: records before the first one stamped at
+        or after this are skipped (see `_skip_early`)."""
+        if isinstance(offset, StartPosition):
+            if offset.kind == "timestamp":
+                self._skip_before = offset.timestamp_ms
+            offset = self._first_offset(offset, config["group.id"])
+        self._offset = offset
+        self._committed = offset
         self._consumer.assign([TopicPartition(topic, partition, offset)])
+
+    def _first_offset(self, start: StartPosition, group: str) -> int:
+        """Where `start` puts this partition; a cluster that does not say
+        stops the run."""
+        error: Exception
+        try:
+            return start.offset(self._consumer, group, self._topic, self._partition,
+                                self._health.settings.connect_timeout_s)
+        except KafkaException as ex:
+            error = self._health.unreachable(f"finding where START_OFFSET starts: {ex.args[0].str()}")
+        except NoCommittedOffsetError as ex:
+            error = ex
+        self._consumer.close()
+        raise error
 
     def _on_stats(self, stats: str) -> None:
         """librdkafka's statistics callback: consumer lag = log end - next
@@ -97,11 +124,20 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
         out: list[Decoded] = []
         append = out.append
         last = None
-        for msg in self._consumer.consume(self._batch_size, 0.001):
+        record_time = self._record_time
+        msgs = self._consumer.consume(self._batch_size, 0.001)
+        if self._skip_before is not None:
+            msgs = self._skip_early(msgs)
+        for msg in msgs:
             error = msg.error()
             if error is None:
                 last = msg.offset()
-                append(decode(msg.value(), msg.key(), topic, partition, last, channel))
+                item = decode(msg.value(), msg.key(), topic, partition, last, channel)
+                if record_time and item.__class__ is Event:
+                    kind, stamp = msg.timestamp()
+                    if kind != TIMESTAMP_NOT_AVAILABLE:
+                        item.timestamp = stamp
+                append(item)
                 continue
             if error.code() == _PARTITION_EOF:
                 self._eof = True  # emit this batch; stop at the next call
@@ -117,6 +153,20 @@ class _DecodingPartition(StatefulSourcePartition[Decoded, int]):
             self._records_read.inc(len(out))
             self._health.up()
         return out
+
+    def _skip_early(self, msgs: list[Any]) -> list[Any]:
+        """`msgs` from the first record stamped at or after the start
+        timestamp on (which ends the skipping), the offset moved past the
+        skipped ones. The broker's offsets-for-times answer is where reading
+        starts; a broker that answers coarsely (Tansu 0.6 answers the start
+        of the partition) is made exact here, as Kafka's is."""
+        target = self._skip_before
+        for index, msg in enumerate(msgs):
+            if msg.error() is not None or msg.timestamp()[1] >= target:
+                self._skip_before = None
+                return msgs[index:]
+            self._offset = msg.offset() + 1
+        return []
 
     def snapshot(self) -> int:
         """The next offset to read; committed to the group too when asked."""
@@ -134,8 +184,10 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
     """Every partition of `topics`, decoded by `decode` (see `eventio.decoding`).
 
     `kafka` is the flow's `KafkaSettings` (or a broker list); `tail=False`
-    stops at the end of each partition; `starting_offset` (`OFFSET_BEGINNING`
-    or `OFFSET_END`) applies to a partition without resume state; `config`
+    stops at the end of each partition; `start` places a partition without
+    resume state (`eventio.start_position`, the committed offsets those of
+    `commit_group`); `record_time` makes each event's `timestamp` its
+    record's (`TIMESTAMP_SOURCE=kafka`); `config`
     holds tuned consumer defaults, which the user's Kafka properties
     override; `commit_group` names a consumer group to commit snapshot
     offsets to, for monitoring (see the module docstring); `topic_var` is
@@ -144,14 +196,15 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
 
     def __init__(
         self, kafka: Union[KafkaSettings, Sequence[str]], topics: list[str], decode: Decoder, *, tail: bool = True,
-        starting_offset: int = OFFSET_BEGINNING, config: Optional[dict[str, str]] = None, batch_size: int = 1000,
-        commit_group: Optional[str] = None, topic_var: str = "INPUT_TOPIC",
+        start: StartPosition = StartPosition(), config: Optional[dict[str, str]] = None, batch_size: int = 1000,
+        commit_group: Optional[str] = None, topic_var: str = "INPUT_TOPIC", record_time: bool = False,
     ) -> None:
         self._settings = KafkaSettings.of(kafka)
         self._topics = list(topics)
         self._decode = decode
         self._tail = tail
-        self._starting_offset = starting_offset
+        self._start = start
+        self._record_time = record_time
         self._config = dict(config or {})
         self._batch_size = batch_size
         self._commit_group = commit_group
@@ -197,9 +250,10 @@ class DecodingKafkaSource(FixedPartitionedSource[Decoded, int]):
             "statistics.interval.ms": 1000,
             **({"on_commit": _on_commit} if self._commit_group else {}),
         })
-        offset = self._starting_offset if resume_state is None else resume_state
+        offset = self._start if resume_state is None else resume_state
         try:
             return _DecodingPartition(step_id, config, topic, int(idx), offset, self._batch_size, self._decode,
-                                      self._health(topic), commit=bool(self._commit_group))
-        except KafkaConfigError as ex:
+                                      self._health(topic), commit=bool(self._commit_group),
+                                      record_time=self._record_time)
+        except (KafkaConfigError, KafkaUnavailableError, NoCommittedOffsetError) as ex:
             stop_run(ex)
