@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from eventio.kafka_config import DEFAULT_CONNECT_TIMEOUT_S, KafkaSettings, env_properties
+from eventio.partitioning import Partitioner, output_partitioner
 from eventio.start_position import StartPosition, parse_start_offset
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -51,6 +52,8 @@ class IOConfig:
     input_topic: str = "events"
     output_path: Optional[str] = None
     output_topic: str = "results"
+    output_partition_by: Optional[str] = None
+    """None: results placed by key; else by this field (`eventio.partitioning`)."""
     late_output_path: Optional[str] = None
     late_topic: Optional[str] = None
     """None: not set; see `late_output`."""
@@ -104,6 +107,7 @@ class IOConfig:
             raise ValueError(f"START_OFFSET={cfg.start_offset!r} reads a consumer group's committed offsets: "
                              "set CONSUMER_GROUP to the group")
         check_timestamp_source(cfg.timestamp_source)
+        cfg.output_partitioner  # noqa: B018 - a bad OUTPUT_PARTITION_BY stops the build
         cfg.kafka  # noqa: B018 - read the properties file now: a bad one stops the build, not the run
         return cfg
 
@@ -123,6 +127,11 @@ class IOConfig:
     def start_position(self) -> StartPosition:
         """`START_OFFSET`, parsed (`ValueError` if it cannot be)."""
         return parse_start_offset(self.start_offset)
+
+    @cached_property
+    def output_partitioner(self) -> Optional[Partitioner]:
+        """The results' partitioner of `OUTPUT_PARTITION_BY` (None: by key)."""
+        return output_partitioner(self.output_partition_by)
 
     @property
     def record_time(self) -> bool:

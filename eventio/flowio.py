@@ -27,9 +27,12 @@ from eventio.config import Destination, IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoder, SerdeConfig
 from eventio.event import Event
-from eventio.kafka_config import RECORD_OVERHEAD
+from eventio.bytewax_run import stop_run
+from eventio.kafka_config import RECORD_OVERHEAD, KafkaConfigError
+from eventio.kafka_health import KafkaUnavailableError
 from eventio.kafka_sink import CheckedKafkaSink, KafkaRecord
 from eventio.kafka_source import DecodingKafkaSource
+from eventio.partitioning import PartitionCounts, Partitioner, checked
 from recovery.fixed_settings import check_parts
 
 Decoded = Union[Event, DeadLetter]
@@ -310,8 +313,27 @@ def oversize_dead_letter(step_id: str, key: Optional[bytes], value: bytes, limit
     return DeadLetter.of(ex, source=f"output:{step_id}", value=value, key=key).fit(limit)
 
 
-def _kafka_encoder(step_id: str, key_of: Optional[KeyOf],
-                   limit: int) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
+Placement = Callable[[Any, Optional[bytes], bytes], Optional[int]]
+"""`place(item, key, value)`: the partition of an output record, or None (by key)."""
+
+
+def placement(partitioner: Partitioner, counts: PartitionCounts, topic: str) -> Placement:
+    """`partitioner` for `topic`, whose partition count is asked of the
+    cluster on first use (a run without an answer stops); a partition the
+    topic does not have is a `PartitionerError`."""
+
+    def place(item: Any, key: Optional[bytes], value: bytes) -> Optional[int]:
+        try:
+            count = counts(topic)
+        except (KafkaUnavailableError, KafkaConfigError) as ex:
+            stop_run(ex)
+        return checked(partitioner(item, key, value, count), count, topic)
+
+    return place
+
+
+def _kafka_encoder(step_id: str, key_of: Optional[KeyOf], limit: int,
+                   place: Optional[Placement] = None) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
     room = limit - RECORD_OVERHEAD
 
     def encode_batch(items: list[Any]) -> list[Encoded[list[KafkaRecord]]]:
@@ -328,7 +350,7 @@ def _kafka_encoder(step_id: str, key_of: Optional[KeyOf],
             if len(value) > room - (len(raw) if raw else 0):
                 failed.append(oversize_dead_letter(step_id, raw, value, limit))
                 continue
-            records.append((raw, value, None))
+            records.append((raw, value, None, None if place is None else place(item, raw, value)))
         return [Encoded(records, failed)]
 
     return encode_batch
@@ -346,9 +368,11 @@ def write_json(
     to: Destination,
     *,
     key_of: Optional[KeyOf] = None,
+    partitioner: Optional[Partitioner] = None,
 ) -> Stream[DeadLetter]:
     """Write items as JSON lines to the file of `to`, or to its Kafka topic
-    keyed by `key_of(item)`. Returns the dead letters of items that strict
+    keyed by `key_of(item)`, on the partition `partitioner` chooses (default:
+    by key; see `eventio.partitioning`). Returns the dead letters of items that strict
     JSON cannot hold or that are too large for Kafka, for the flow's error
     output; records the broker refuses go to the dead-letter topic
     (`CheckedKafkaSink`)."""
@@ -356,8 +380,10 @@ def write_json(
         encoded: Stream[Any] = op.flat_map_batch(f"{step_id}_encode", up, _file_encoder(step_id, key_of))
         op.output(step_id, encoded, _file_sink(up, step_id, to))
     else:
+        assert to.topic is not None
+        place = None if partitioner is None else placement(partitioner, PartitionCounts(cfg.kafka), to.topic)
         encoded = op.flat_map_batch(f"{step_id}_encode", up,
-                                    _kafka_encoder(step_id, key_of, cfg.kafka.max_message_bytes))
+                                    _kafka_encoder(step_id, key_of, cfg.kafka.max_message_bytes, place))
         op.output(step_id, encoded, _kafka_sink(cfg, to))
     return op.flat_map_batch(f"{step_id}_unencodable", encoded, _failed_of)
 
@@ -374,9 +400,12 @@ def _kafka_sink(cfg: IOConfig, to: Destination) -> CheckedKafkaSink:
     return CheckedKafkaSink(cfg.kafka, to.topic, endpoint=to.describe, dead_letter_topic=cfg.dead_letter_topic)
 
 
-def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[KeyOf] = None) -> Stream[DeadLetter]:
-    """Results to `OUTPUT_PATH` or `OUTPUT_TOPIC`; see `write_json`."""
-    return write_json(step_id, up, cfg, cfg.results, key_of=key_of)
+def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[KeyOf] = None,
+                 partitioner: Optional[Partitioner] = None) -> Stream[DeadLetter]:
+    """Results to `OUTPUT_PATH` or `OUTPUT_TOPIC`, placed by `partitioner`
+    (default: `OUTPUT_PARTITION_BY`'s, else by key); see `write_json`."""
+    return write_json(step_id, up, cfg, cfg.results, key_of=key_of,
+                      partitioner=partitioner or cfg.output_partitioner)
 
 
 def write_late(step_id: str, late: Stream[Event], cfg: IOConfig) -> Stream[DeadLetter]:
@@ -401,7 +430,7 @@ def _dead_letter_encoder(to_file: bool, limit: int) -> Callable[[list[DeadLetter
         letters = [letter.fit(limit) for letter in letters]
         if to_file:
             return [("", Encoded(b"".join(d.to_json_bytes() + b"\n" for d in letters), []))]
-        return [Encoded([(d.key, d.value, d.headers()) for d in letters], [])]
+        return [Encoded([(d.key, d.value, d.headers(), None) for d in letters], [])]
 
     return encode_batch
 
