@@ -14,6 +14,7 @@ it goes to a file beside `OUTPUT_PATH` if results go to a file
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +51,10 @@ class IOConfig:
     kafka_bootstrap_servers: Optional[str] = None
     """None: `bootstrap.servers` of the Kafka properties, else localhost:9092."""
     input_topic: str = "events"
+    input_topic_pattern: Optional[str] = None
+    """None: the topics of `input_topic`; else every topic matching this regular expression."""
+    partition_discovery_interval_ms: int = 30_000
+    """How often a tailing Kafka input looks for new partitions and topics; 0: never."""
     output_path: Optional[str] = None
     output_topic: str = "results"
     output_partition_by: Optional[str] = None
@@ -107,6 +112,7 @@ class IOConfig:
             raise ValueError(f"START_OFFSET={cfg.start_offset!r} reads a consumer group's committed offsets: "
                              "set CONSUMER_GROUP to the group")
         check_timestamp_source(cfg.timestamp_source)
+        check_discovery(cfg.input_topic_pattern, cfg.partition_discovery_interval_ms)
         cfg.output_partitioner  # noqa: B018 - a bad OUTPUT_PARTITION_BY stops the build
         cfg.kafka  # noqa: B018 - read the properties file now: a bad one stops the build, not the run
         return cfg
@@ -233,6 +239,19 @@ def check_timestamp_source(raw: str) -> None:
     if raw.strip().lower() not in TIMESTAMP_SOURCES:
         raise ValueError(f"TIMESTAMP_SOURCE must be 'field' (the event's timestamp) or 'kafka' (the Kafka "
                          f"record's timestamp), got {raw!r}")
+
+
+def check_discovery(pattern: Optional[str], interval_ms: int) -> None:
+    """`ValueError` naming the variable for an `INPUT_TOPIC_PATTERN` that is
+    not a regular expression or a negative `PARTITION_DISCOVERY_INTERVAL_MS`."""
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as ex:
+            raise ValueError(f"INPUT_TOPIC_PATTERN must be a regular expression, got {pattern!r}: {ex}") from None
+    if interval_ms < 0:
+        raise ValueError(f"PARTITION_DISCOVERY_INTERVAL_MS must be 0 (no discovery) or a positive number of "
+                         f"milliseconds, got {interval_ms}")
 
 
 def split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -13,6 +13,7 @@ dead-letter output instead, cut to fit.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, NamedTuple, Optional, TypeVar, Union
@@ -31,9 +32,11 @@ from eventio.bytewax_run import stop_run
 from eventio.kafka_config import RECORD_OVERHEAD, KafkaConfigError
 from eventio.kafka_health import KafkaUnavailableError
 from eventio.kafka_sink import CheckedKafkaSink, KafkaRecord
-from eventio.kafka_source import DecodingKafkaSource
+from eventio.kafka_source import DecodingKafkaSource, adopted_partitions
+from eventio.partition_discovery import TopicSelection, topic_of
 from eventio.partitioning import PartitionCounts, Partitioner, checked
-from recovery.fixed_settings import check_parts
+from recovery.directories import stored_states
+from recovery.fixed_settings import check_parts, recovery_directory
 
 Decoded = Union[Event, DeadLetter]
 T = TypeVar("T")
@@ -151,11 +154,26 @@ reads of session analytics on one partition found nothing queued and the
 flow stood idle a quarter of the time (500k events 5.0 -> 4.1 s)."""
 
 
-def kafka_source(cfg: IOConfig, topics: list[str], decode: Decoder, topic_var: str) -> DecodingKafkaSource:
-    """The decoding Kafka source of `topics` with the flow's settings."""
+def kafka_source(cfg: IOConfig, topics: list[str], decode: Decoder, topic_var: str, *,
+                 pattern: Optional[str] = None, stored: Optional[dict[str, Any]] = None) -> DecodingKafkaSource:
+    """The decoding Kafka source of `topics` (or of the topics matching
+    `pattern`) with the flow's settings; `stored` holds its recovery states
+    by source partition, if the run resumes."""
+    stored = stored or {}
     return DecodingKafkaSource(cfg.kafka, topics, decode, tail=not cfg.stop_at_end,
                                start=cfg.start_position, config=CONSUMER_CONFIG, batch_size=cfg.kafka_batch_size,
-                               commit_group=cfg.consumer_group, topic_var=topic_var, record_time=cfg.record_time)
+                               commit_group=cfg.consumer_group, topic_var=topic_var, record_time=cfg.record_time,
+                               pattern=pattern, discovery_interval_ms=cfg.partition_discovery_interval_ms,
+                               adopted=adopted_partitions(stored), resumed=bool(stored))
+
+
+def _stored_states(step_id: str) -> dict[str, Any]:
+    """The recovery states of step `step_id` (its full id) by partition, in
+    the store of the running `bytewax.run -r DIR` (none without one)."""
+    directory = recovery_directory()
+    if directory is None:
+        return {}
+    return {key: pickle.loads(blob) for key, blob in stored_states(directory, step_id).items()}
 
 
 def read_events(
@@ -183,11 +201,20 @@ def read_events(
         decoded = op.input(f"{step_id}_file", flow, JsonLinesSource(paths, decode.lines))
         channels: Callable[[], int] = lambda: len(paths)
     else:
+        full_id = f"{flow.flow_id}.{step_id}_kafka"
+        pattern = cfg.input_topic_pattern if topics is None else None
         topics = topics or cfg.input_topics
-        check_parts(f"{flow.flow_id}.{step_id}_kafka", topics, topic_var, part_of=lambda key: key.split("-", 1)[1])
-        source = kafka_source(cfg, topics, decode, topic_var)
+        stored = _stored_states(full_id)
+        if pattern is None:
+            check_parts(full_id, topics, topic_var, part_of=topic_of)
+        else:
+            selection = TopicSelection(pattern=pattern)
+            topic_var = "INPUT_TOPIC_PATTERN"
+            check_parts(full_id, [topic_of(key) for key in stored if topic_of(key) in selection], topic_var,
+                        part_of=topic_of)
+        source = kafka_source(cfg, topics, decode, topic_var, pattern=pattern, stored=stored)
         decoded = op.input(f"{step_id}_kafka", flow, source)
-        channels = _cached(lambda: len(source.list_parts()))
+        channels = _cached(source.partition_count)
     events, errors = split_dead_letters(step_id, decoded)
     return EventsIn(events=events, errors=errors, channels=channels)
 
