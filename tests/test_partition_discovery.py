@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -21,6 +22,17 @@ from eventio.event import Event
 from eventio.kafka_source import DecodingKafkaSource, adopted_partitions
 from eventio.partition_discovery import PartitionDiscovery, TopicSelection, owner_of
 from operators.eventtime import ChannelWatermarks
+from recovery.directories import init
+from tests.exactly_once_harness import (
+    FLOW,
+    FlowProcess,
+    assert_exactly_once,
+    flow_env,
+    make_events,
+    produce,
+    reference,
+    wait_for_outputs,
+)
 
 
 class Clock:
@@ -181,3 +193,32 @@ def test_topics_created_while_running_that_match_the_pattern_are_read_and_resume
     for part in parts:
         part.close()
     assert sorted(e.event_id for e in again) == sorted(f"{later}/{i}" for i in range(30, 36)), "nothing twice"
+
+
+def test_the_exactly_once_flow_reads_a_topic_created_while_running_exactly_once_across_a_kill(
+    broker: EmbeddedBroker, tmp_path: Path,
+) -> None:
+    """INPUT_TOPIC_PATTERN: a matching topic created while the flow runs is
+    read; after a kill -9 and a resume, with more records on it meanwhile,
+    every event's output is committed exactly once."""
+    bs = broker.bootstrap_servers
+    topic = "eo-discovered"
+    out, more = f"{topic}-out", f"{topic}-in-more"
+    broker.create_topics({f"{topic}-in": 2, out: 3, f"{topic}-dlq": 1})
+    first = make_events(300, 10, seed=1)
+    added = [{**e, "event_id": f"b{e['event_id']}", "user_id": f"b{e['user_id']}"} for e in make_events(400, 10, seed=2)]
+    produce(bs, f"{topic}-in", first)
+    recovery = tmp_path / "state"
+    init(recovery, 1)
+    env = flow_env(bs, topic, INPUT_TOPIC_PATTERN=f"{topic}-in.*", PARTITION_DISCOVERY_INTERVAL_MS="200")
+    with FlowProcess(FLOW, recovery, env) as flow:
+        wait_for_outputs(bs, out, len(first), flow)
+        broker.create_topics({more: 2})
+        produce(bs, more, added[:200])
+        wait_for_outputs(bs, out, len(first) + 200, flow)
+        flow.kill()
+    produce(bs, more, added[200:])
+    with FlowProcess(FLOW, recovery, env) as flow:
+        outs = wait_for_outputs(bs, out, len(first) + len(added), flow)
+    assert_exactly_once(outs, reference(first + added))
+    assert len(outs) == len(first) + len(added)
