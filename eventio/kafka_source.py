@@ -4,7 +4,7 @@
 Bytewax's `KafkaSource` builds a `KafkaSourceMessage` (eight accessor calls
 and a dataclass) per record and leaves decoding to a step of its own; on the
 session analytics flow that was about 15% of the time per event. This source
-lists partitions and keeps its resume state exactly as `KafkaSource` does
+lists partitions and keeps its resume state as `KafkaSource` does
 (parts named `"{partition}-{topic}"`, state = next offset), so a recovery
 store written by one resumes with the other, and it keeps Bytewax's
 `bytewax_kafka_consumer_lag` gauge up to date the same way; it also counts
@@ -16,6 +16,13 @@ Flink's Kafka source commits on checkpoint, so Kafka's consumer-group tools
 show the flow's progress and lag. Those commits are for monitoring only: the
 recovery store decides where a resumed flow starts, and a commit made at a
 snapshot can run one epoch ahead of what that store finally holds.
+
+A partition without resume state starts where `START_OFFSET` says
+(`eventio.start_position`) on a first start, from its beginning on a
+resume. With partition discovery, partitions that appear while it runs are
+read by the source partitions it started with (`eventio.partition_discovery`):
+such a source partition's state is then a dict of next offsets by
+partition, its own included.
 
 Listing partitions asks the cluster within `KAFKA_CONNECT_TIMEOUT_S` and
 stops the run with a message naming the brokers, the topic and the variable
