@@ -24,11 +24,11 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from eventio import metrics, strict_json
+from eventio.bytewax_run import stop_run
 from eventio.config import Destination, IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoder, SerdeConfig
 from eventio.event import Event
-from eventio.bytewax_run import stop_run
 from eventio.kafka_config import RECORD_OVERHEAD, KafkaConfigError
 from eventio.kafka_health import KafkaUnavailableError
 from eventio.kafka_sink import CheckedKafkaSink, KafkaRecord
@@ -196,6 +196,9 @@ def read_events(
     path = path if path is not None else (cfg.input_path if topics is None else None)
     decode = (serde or SerdeConfig.from_env()).decoder(max_bytes=cfg.kafka.max_message_bytes)
     if path:
+        if cfg.record_time:
+            raise ValueError(f"TIMESTAMP_SOURCE=kafka takes event time from Kafka records, but this input is the "
+                             f"file {path!r} ({path_var}): set TIMESTAMP_SOURCE=field or read from Kafka")
         paths = [p.strip() for p in path.split(",") if p.strip()]
         check_parts(f"{flow.flow_id}.{step_id}_file", paths, path_var)
         decoded = op.input(f"{step_id}_file", flow, JsonLinesSource(paths, decode.lines))

@@ -5,6 +5,7 @@ tests commit the group's offsets and stamp the records themselves."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from datetime import timedelta
 import bytewax.operators as op
 import pytest
@@ -185,3 +186,10 @@ def test_committed_needs_a_consumer_group() -> None:
 def test_bad_timestamp_source_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"TIMESTAMP_SOURCE must be 'field' .* or 'kafka' .*, got 'record'"):
         IOConfig.from_env(env={"TIMESTAMP_SOURCE": "record"})
+
+
+def test_record_time_needs_kafka_input(tmp_path: Path) -> None:
+    cfg = IOConfig.from_env(env={"INPUT_PATH": str(tmp_path / "in.jsonl"), "TIMESTAMP_SOURCE": "kafka"})
+    with pytest.raises(ValueError, match=r"TIMESTAMP_SOURCE=kafka takes event time from Kafka records, but this "
+                                         r"input is the file '.*in.jsonl' \(INPUT_PATH\)"):
+        read_events(Dataflow("file"), "in", cfg)

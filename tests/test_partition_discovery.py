@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from confluent_kafka import Producer
 
-from eventio.broker import EmbeddedBroker
+from eventio.broker import EmbeddedBroker, free_port
 from eventio.config import IOConfig
 from eventio.decoding import SerdeConfig
 from eventio.event import Event
@@ -220,5 +220,32 @@ def test_the_exactly_once_flow_reads_a_topic_created_while_running_exactly_once_
     produce(bs, more, added[200:])
     with FlowProcess(FLOW, recovery, env) as flow:
         outs = wait_for_outputs(bs, out, len(first) + len(added), flow)
+    assert_exactly_once(outs, reference(first + added))
+    assert len(outs) == len(first) + len(added)
+
+
+def test_two_processes_read_each_found_partition_once(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Two Bytewax processes (`-i`, `-a`) on one pattern: each partition of a
+    topic created while they run is read by one of them, so every output
+    is committed once."""
+    bs = broker.bootstrap_servers
+    topic = "eo-discovered-two"
+    out, more = f"{topic}-out", f"{topic}-in-more"
+    broker.create_topics({f"{topic}-in": 3, out: 3, f"{topic}-dlq": 1})
+    first = make_events(200, 10, seed=4)
+    added = [{**e, "event_id": f"b{e['event_id']}", "user_id": f"b{e['user_id']}"} for e in make_events(300, 12, seed=5)]
+    produce(bs, f"{topic}-in", first)
+    recovery = tmp_path / "state"
+    init(recovery, 2)
+    env = flow_env(bs, topic, INPUT_TOPIC_PATTERN=f"{topic}-in.*", PARTITION_DISCOVERY_INTERVAL_MS="200")
+    addresses = ";".join(f"localhost:{free_port()}" for _ in range(2))
+    flows = [FlowProcess(FLOW, recovery, env) for _ in range(2)]
+    for index, flow in enumerate(flows):
+        flow.args += ["-i", str(index), "-a", addresses]
+    with flows[0], flows[1]:
+        wait_for_outputs(bs, out, len(first), flows[0])
+        broker.create_topics({more: 4})
+        produce(bs, more, added)
+        outs = wait_for_outputs(bs, out, len(first) + len(added), flows[1])
     assert_exactly_once(outs, reference(first + added))
     assert len(outs) == len(first) + len(added)
