@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import pytest
 from confluent_kafka import Producer
@@ -195,6 +195,33 @@ def test_topics_created_while_running_that_match_the_pattern_are_read_and_resume
     assert sorted(e.event_id for e in again) == sorted(f"{later}/{i}" for i in range(30, 36)), "nothing twice"
 
 
+class Discovered(NamedTuple):
+    """An exactly-once flow set-up on topic `{topic}-in` read by pattern,
+    `first` events already on it, `added` (other users) for `more`, the
+    topic to create while it runs."""
+
+    out: str
+    more: str
+    first: list[dict[str, Any]]
+    added: list[dict[str, Any]]
+    recovery: Path
+    env: dict[str, str]
+
+
+def _discovered(broker: EmbeddedBroker, tmp_path: Path, topic: str, sizes: tuple[int, int],
+                processes: int) -> Discovered:
+    bs = broker.bootstrap_servers
+    broker.create_topics({f"{topic}-in": 2, f"{topic}-out": 3, f"{topic}-dlq": 1})
+    first = make_events(sizes[0], 10, seed=1)
+    added = [{**e, "event_id": f"b{e['event_id']}", "user_id": f"b{e['user_id']}"}
+             for e in make_events(sizes[1], 12, seed=2)]
+    produce(bs, f"{topic}-in", first)
+    recovery = tmp_path / "state"
+    init(recovery, processes)
+    env = flow_env(bs, topic, INPUT_TOPIC_PATTERN=f"{topic}-in.*", PARTITION_DISCOVERY_INTERVAL_MS="200")
+    return Discovered(f"{topic}-out", f"{topic}-in-more", first, added, recovery, env)
+
+
 def test_the_exactly_once_flow_reads_a_topic_created_while_running_exactly_once_across_a_kill(
     broker: EmbeddedBroker, tmp_path: Path,
 ) -> None:
@@ -202,26 +229,18 @@ def test_the_exactly_once_flow_reads_a_topic_created_while_running_exactly_once_
     read; after a kill -9 and a resume, with more records on it meanwhile,
     every event's output is committed exactly once."""
     bs = broker.bootstrap_servers
-    topic = "eo-discovered"
-    out, more = f"{topic}-out", f"{topic}-in-more"
-    broker.create_topics({f"{topic}-in": 2, out: 3, f"{topic}-dlq": 1})
-    first = make_events(300, 10, seed=1)
-    added = [{**e, "event_id": f"b{e['event_id']}", "user_id": f"b{e['user_id']}"} for e in make_events(400, 10, seed=2)]
-    produce(bs, f"{topic}-in", first)
-    recovery = tmp_path / "state"
-    init(recovery, 1)
-    env = flow_env(bs, topic, INPUT_TOPIC_PATTERN=f"{topic}-in.*", PARTITION_DISCOVERY_INTERVAL_MS="200")
-    with FlowProcess(FLOW, recovery, env) as flow:
-        wait_for_outputs(bs, out, len(first), flow)
-        broker.create_topics({more: 2})
-        produce(bs, more, added[:200])
-        wait_for_outputs(bs, out, len(first) + 200, flow)
+    run = _discovered(broker, tmp_path, "eo-discovered", (300, 400), processes=1)
+    with FlowProcess(FLOW, run.recovery, run.env) as flow:
+        wait_for_outputs(bs, run.out, len(run.first), flow)
+        broker.create_topics({run.more: 2})
+        produce(bs, run.more, run.added[:200])
+        wait_for_outputs(bs, run.out, len(run.first) + 200, flow)
         flow.kill()
-    produce(bs, more, added[200:])
-    with FlowProcess(FLOW, recovery, env) as flow:
-        outs = wait_for_outputs(bs, out, len(first) + len(added), flow)
-    assert_exactly_once(outs, reference(first + added))
-    assert len(outs) == len(first) + len(added)
+    produce(bs, run.more, run.added[200:])
+    with FlowProcess(FLOW, run.recovery, run.env) as flow:
+        outs = wait_for_outputs(bs, run.out, len(run.first) + len(run.added), flow)
+    assert_exactly_once(outs, reference(run.first + run.added))
+    assert len(outs) == len(run.first) + len(run.added)
 
 
 def test_two_processes_read_each_found_partition_once(broker: EmbeddedBroker, tmp_path: Path) -> None:
@@ -229,23 +248,15 @@ def test_two_processes_read_each_found_partition_once(broker: EmbeddedBroker, tm
     topic created while they run is read by one of them, so every output
     is committed once."""
     bs = broker.bootstrap_servers
-    topic = "eo-discovered-two"
-    out, more = f"{topic}-out", f"{topic}-in-more"
-    broker.create_topics({f"{topic}-in": 3, out: 3, f"{topic}-dlq": 1})
-    first = make_events(200, 10, seed=4)
-    added = [{**e, "event_id": f"b{e['event_id']}", "user_id": f"b{e['user_id']}"} for e in make_events(300, 12, seed=5)]
-    produce(bs, f"{topic}-in", first)
-    recovery = tmp_path / "state"
-    init(recovery, 2)
-    env = flow_env(bs, topic, INPUT_TOPIC_PATTERN=f"{topic}-in.*", PARTITION_DISCOVERY_INTERVAL_MS="200")
+    run = _discovered(broker, tmp_path, "eo-discovered-two", (200, 300), processes=2)
     addresses = ";".join(f"localhost:{free_port()}" for _ in range(2))
-    flows = [FlowProcess(FLOW, recovery, env) for _ in range(2)]
+    flows = [FlowProcess(FLOW, run.recovery, run.env) for _ in range(2)]
     for index, flow in enumerate(flows):
         flow.args += ["-i", str(index), "-a", addresses]
     with flows[0], flows[1]:
-        wait_for_outputs(bs, out, len(first), flows[0])
-        broker.create_topics({more: 4})
-        produce(bs, more, added)
-        outs = wait_for_outputs(bs, out, len(first) + len(added), flows[1])
-    assert_exactly_once(outs, reference(first + added))
-    assert len(outs) == len(first) + len(added)
+        wait_for_outputs(bs, run.out, len(run.first), flows[0])
+        broker.create_topics({run.more: 4})
+        produce(bs, run.more, run.added)
+        outs = wait_for_outputs(bs, run.out, len(run.first) + len(run.added), flows[1])
+    assert_exactly_once(outs, reference(run.first + run.added))
+    assert len(outs) == len(run.first) + len(run.added)
