@@ -233,6 +233,8 @@ class _DiscoveringPartition(StatefulSourcePartition[Decoded, SourceState]):
                 if self._owns(found) and found not in self._readers:
                     _log.info("reading partition %s, found while running, from its beginning", found)
                     self._readers[found] = self._adopt(found, None)
+        if len(self._readers) == 1:
+            return self._readers[self._key].next_batch()
         out: list[Decoded] = []
         for key, reader in self._readers.items():
             if key in self._ended:
