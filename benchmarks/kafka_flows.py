@@ -634,7 +634,7 @@ def sink_rate(n: int, batch: int, config: dict[str, Any]) -> float:
     from eventio.flowio import Encoded
     from eventio.kafka_sink import CheckedKafkaSink
 
-    records = [(k, v, None) for k, v in session_records(n)]
+    records = [(k, v, None, None) for k, v in session_records(n)]
     with broker_with({"out": 3}) as bs:
         part = CheckedKafkaSink([bs], "out", add_config=config).build("bench", 0, 1)
         started = time.perf_counter()

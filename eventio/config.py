@@ -14,14 +14,18 @@ it goes to a file beside `OUTPUT_PATH` if results go to a file
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from eventio.decoding import SERDE_SETTINGS, SerdeConfig
 from eventio.kafka_config import DEFAULT_CONNECT_TIMEOUT_S, PROPERTY_PREFIX, KafkaSettings, env_properties
-from eventio.settings import BOOLEAN, TEXT, FlowSettings, Kind, Setting, choice, integer, number
+from eventio.partitioning import Partitioner, output_partitioner
+from eventio.settings import (BOOLEAN, TEXT, FlowSettings, Kind, Setting, SettingsError, WhyNot, choice, integer,
+                              number)
+from eventio.start_position import EXPECTED, StartPosition, parse_start_offset
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,48 @@ def _optional(name: str, doc: str, kind: Kind = TEXT) -> Setting:
     return Setting(name, kind, None, doc, optional=True)
 
 
+def _checked_by(check: Callable[[str], Any], expected: str) -> Kind:
+    """Text that `check` accepts (it raises `ValueError` otherwise), kept as given."""
+
+    def parse(text: str) -> str:
+        check(text)
+        return text
+
+    def accepts(value: Any) -> bool:
+        try:
+            return isinstance(value, str) and parse(value) is not None
+        except ValueError:
+            return False
+
+    return Kind(expected, parse, accepts)
+
+
+def _regex(text: str) -> None:
+    try:
+        re.compile(text)
+    except re.error as ex:
+        raise WhyNot(str(ex)) from None
+
+
 IO_SETTINGS: tuple[Setting, ...] = (
     _optional("INPUT_PATH", "JSON-lines input file (comma-separated for several; one watermark channel each). "
               "Bounded: the end of the files ends the flow. When set, Kafka input is not used"),
     _optional("KAFKA_BOOTSTRAP_SERVERS", "Kafka brokers, `host:port,...`; unset: `bootstrap.servers` of the "
               "Kafka properties, else `localhost:9092`"),
     Setting("INPUT_TOPIC", TEXT, "events", "input topics, comma-separated; each partition is a watermark channel"),
+    _optional("INPUT_TOPIC_PATTERN", "instead of `INPUT_TOPIC`: every topic whose whole name matches this regular "
+              "expression (internal `__` topics never), as Flink's `setTopicPattern`; see [Kafka source and sink]"
+              "(#kafka-source-and-sink-beside-flinks)", _checked_by(_regex, "a regular expression")),
+    Setting("PARTITION_DISCOVERY_INTERVAL_MS", integer(0, unit="milliseconds"), 30_000,
+            "how often a tailing Kafka input looks for new partitions of its topics and new topics matching "
+            "`INPUT_TOPIC_PATTERN`, read from their beginning (Flink's `partition.discovery.interval.millis`); "
+            "0: never. Off with `STOP_AT_END`, as in Flink's bounded mode"),
     _optional("OUTPUT_PATH", "results as JSON lines to this file; unset: to `OUTPUT_TOPIC`"),
     Setting("OUTPUT_TOPIC", TEXT, "results", "results topic"),
+    _optional("OUTPUT_PARTITION_BY", "place results on the Kafka partition of this field's value (`event_type`: "
+              "each type on one partition), at-least-once and exactly-once alike; unset: by key, as librdkafka's "
+              "default partitioner. Late events and dead letters stay by key",
+              _checked_by(output_partitioner, "the name of a field of the results")),
     _optional("LATE_OUTPUT_PATH", "late side output, the late events themselves as event JSON, to this file; "
               "unset: to `LATE_TOPIC`, else beside `OUTPUT_PATH` (`out.late.jsonl`) when results go to a file"),
     _optional("LATE_TOPIC", "late side output topic; unset: `late-events` when results go to Kafka"),
@@ -69,8 +107,15 @@ IO_SETTINGS: tuple[Setting, ...] = (
               "else beside `OUTPUT_PATH` (`out.dlq.jsonl`) when results go to a file"),
     _optional("DLQ_TOPIC", "dead-letter topic; unset: `dlq` when results go to Kafka (records a Kafka sink meets "
               "refused always go to a topic: this one, else `dlq`)"),
-    Setting("START_OFFSET", choice("earliest", "latest"), "earliest",
-            "where a Kafka partition starts on a first start; afterwards positions come from Bytewax recovery"),
+    Setting("START_OFFSET", _checked_by(parse_start_offset, EXPECTED.replace("'", "")), "earliest",
+            "where a Kafka partition without a recovery position starts: `committed` is `CONSUMER_GROUP`'s "
+            "committed offset (a partition without one stops the run; `committed:earliest|latest` start there "
+            "instead), `timestamp:` the first record at or after that time; afterwards positions come from "
+            "Bytewax recovery"),
+    Setting("TIMESTAMP_SOURCE", choice("field", "kafka"), "field",
+            "event time from the event's `timestamp` field, or `kafka`: the Kafka record's timestamp (create or "
+            "log-append time, as Flink's default without an assigner), which then replaces the event's "
+            "`timestamp` (outputs carry it); Kafka input only"),
     Setting("STOP_AT_END", BOOLEAN, False, "stop at the end the Kafka topics had at start-up instead of tailing "
             "them (a bounded Kafka run)"),
     Setting("KAFKA_BATCH_SIZE", integer(1), 1000, "records per consume call"),
@@ -129,8 +174,14 @@ class IOConfig:
     kafka_bootstrap_servers: Optional[str] = None
     """None: `bootstrap.servers` of the Kafka properties, else localhost:9092."""
     input_topic: str = "events"
+    input_topic_pattern: Optional[str] = None
+    """None: the topics of `input_topic`; else every topic matching this regular expression."""
+    partition_discovery_interval_ms: int = 30_000
+    """How often a tailing Kafka input looks for new partitions and topics; 0: never."""
     output_path: Optional[str] = None
     output_topic: str = "results"
+    output_partition_by: Optional[str] = None
+    """None: results placed by key; else by this field (`eventio.partitioning`)."""
     late_output_path: Optional[str] = None
     late_topic: Optional[str] = None
     """None: not set; see `late_output`."""
@@ -138,6 +189,9 @@ class IOConfig:
     dlq_topic: Optional[str] = None
     """None: not set; see `dead_letter_output`."""
     start_offset: str = "earliest"
+    """See `eventio.start_position`; parsed as `start_position`."""
+    timestamp_source: str = "field"
+    """Event time from the event's `timestamp` field, or `kafka`: the record's timestamp."""
     stop_at_end: bool = False
     kafka_batch_size: int = 1000
     max_message_bytes: Optional[int] = None
@@ -158,6 +212,9 @@ class IOConfig:
         a bad one stops the build, not the run."""
         cfg = cls(**{f.name: values[f.name] for f in fields(cls) if f.name != "serde"},
                   serde=SerdeConfig.from_settings(values))
+        if cfg.start_position.needs_group and not cfg.consumer_group:
+            raise SettingsError([f"START_OFFSET={cfg.start_offset!r} reads a consumer group's committed offsets: "
+                                 "set CONSUMER_GROUP to the group"])
         cfg.kafka  # noqa: B018
         return cfg
 
@@ -179,6 +236,21 @@ class IOConfig:
             connect_timeout_s=self.kafka_connect_timeout_s,
             max_message_bytes=self.max_message_bytes,
         )
+
+    @cached_property
+    def start_position(self) -> StartPosition:
+        """`START_OFFSET`, parsed (`ValueError` if it cannot be)."""
+        return parse_start_offset(self.start_offset)
+
+    @cached_property
+    def output_partitioner(self) -> Optional[Partitioner]:
+        """The results' partitioner of `OUTPUT_PARTITION_BY` (None: by key)."""
+        return output_partitioner(self.output_partition_by)
+
+    @property
+    def record_time(self) -> bool:
+        """Whether event time is the Kafka record's timestamp (`TIMESTAMP_SOURCE=kafka`)."""
+        return self.timestamp_source.strip().lower() == "kafka"
 
     @property
     def input_topics(self) -> list[str]:

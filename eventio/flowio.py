@@ -13,6 +13,7 @@ dead-letter output instead, cut to fit.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generic, Iterable, NamedTuple, Optional, TypeVar, Union
@@ -21,18 +22,22 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
 from eventio import metrics, progress, strict_json
+from eventio.bytewax_run import stop_run
 from eventio.config import Destination, IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoder, SerdeConfig
 from eventio.event import Event
-from eventio.kafka_config import RECORD_OVERHEAD
+from eventio.kafka_config import RECORD_OVERHEAD, KafkaConfigError
+from eventio.kafka_health import KafkaUnavailableError
 from eventio.kafka_sink import CheckedKafkaSink, KafkaRecord
-from eventio.kafka_source import DecodingKafkaSource
+from eventio.kafka_source import DecodingKafkaSource, adopted_partitions
+from eventio.partition_discovery import TopicSelection, topic_of
+from eventio.partitioning import PartitionCounts, Partitioner, checked
 from eventio.settings import SettingsError
-from recovery.fixed_settings import check_parts
+from recovery.directories import stored_states
+from recovery.fixed_settings import check_parts, recovery_directory
 
 Decoded = Union[Event, DeadLetter]
 T = TypeVar("T")
@@ -150,16 +155,26 @@ reads of session analytics on one partition found nothing queued and the
 flow stood idle a quarter of the time (500k events 5.0 -> 4.1 s)."""
 
 
-def _starting_offset(cfg: IOConfig) -> int:
-    """Where a partition without recovery state starts (`START_OFFSET`)."""
-    return OFFSET_BEGINNING if cfg.start_offset == "earliest" else OFFSET_END
-
-
-def kafka_source(cfg: IOConfig, topics: list[str], decode: Decoder, topic_var: str) -> DecodingKafkaSource:
-    """The decoding Kafka source of `topics` with the flow's settings."""
+def kafka_source(cfg: IOConfig, topics: list[str], decode: Decoder, topic_var: str, *,
+                 pattern: Optional[str] = None, stored: Optional[dict[str, Any]] = None) -> DecodingKafkaSource:
+    """The decoding Kafka source of `topics` (or of the topics matching
+    `pattern`) with the flow's settings; `stored` holds its recovery states
+    by source partition, if the run resumes."""
+    stored = stored or {}
     return DecodingKafkaSource(cfg.kafka, topics, decode, tail=not cfg.stop_at_end,
-                               starting_offset=_starting_offset(cfg), config=CONSUMER_CONFIG,
-                               batch_size=cfg.kafka_batch_size, commit_group=cfg.consumer_group, topic_var=topic_var)
+                               start=cfg.start_position, config=CONSUMER_CONFIG, batch_size=cfg.kafka_batch_size,
+                               commit_group=cfg.consumer_group, topic_var=topic_var, record_time=cfg.record_time,
+                               pattern=pattern, discovery_interval_ms=cfg.partition_discovery_interval_ms,
+                               adopted=adopted_partitions(stored), resumed=bool(stored))
+
+
+def _stored_states(step_id: str) -> dict[str, Any]:
+    """The recovery states of step `step_id` (its full id) by partition, in
+    the store of the running `bytewax.run -r DIR` (none without one)."""
+    directory = recovery_directory()
+    if directory is None:
+        return {}
+    return {key: pickle.loads(blob) for key, blob in stored_states(directory, step_id).items()}
 
 
 def read_events(
@@ -182,6 +197,9 @@ def read_events(
     path = path if path is not None else (cfg.input_path if topics is None else None)
     decode = (serde or cfg.serde).decoder(max_bytes=cfg.kafka.max_message_bytes)
     if path:
+        if cfg.record_time:
+            raise SettingsError([f"TIMESTAMP_SOURCE=kafka takes event time from Kafka records, but this input is "
+                                 f"the file {path!r} ({path_var}): set TIMESTAMP_SOURCE=field or read from Kafka"])
         paths = [p.strip() for p in path.split(",") if p.strip()]
         missing = [p for p in paths if not Path(p).is_file()]
         if missing:
@@ -190,11 +208,20 @@ def read_events(
         decoded = op.input(f"{step_id}_file", flow, JsonLinesSource(paths, decode.lines))
         channels: Callable[[], int] = lambda: len(paths)
     else:
+        full_id = f"{flow.flow_id}.{step_id}_kafka"
+        pattern = cfg.input_topic_pattern if topics is None else None
         topics = topics or cfg.input_topics
-        check_parts(f"{flow.flow_id}.{step_id}_kafka", topics, topic_var, part_of=lambda key: key.split("-", 1)[1])
-        source = kafka_source(cfg, topics, decode, topic_var)
+        stored = _stored_states(full_id)
+        if pattern is None:
+            check_parts(full_id, topics, topic_var, part_of=topic_of)
+        else:
+            selection = TopicSelection(pattern=pattern)
+            topic_var = "INPUT_TOPIC_PATTERN"
+            check_parts(full_id, [topic_of(key) for key in stored if topic_of(key) in selection], topic_var,
+                        part_of=topic_of)
+        source = kafka_source(cfg, topics, decode, topic_var, pattern=pattern, stored=stored)
         decoded = op.input(f"{step_id}_kafka", flow, source)
-        channels = _cached(lambda: len(source.list_parts()))
+        channels = _cached(source.partition_count)
     events, errors = split_dead_letters(step_id, decoded, counted_as=progress.EVENTS)
     return EventsIn(events=events, errors=errors, channels=channels)
 
@@ -327,8 +354,27 @@ def oversize_dead_letter(step_id: str, key: Optional[bytes], value: bytes, limit
     return DeadLetter.of(ex, source=f"output:{step_id}", value=value, key=key).fit(limit)
 
 
-def _kafka_encoder(step_id: str, key_of: Optional[KeyOf], limit: int,
-                   counted_as: str) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
+Placement = Callable[[Any, Optional[bytes], bytes], Optional[int]]
+"""`place(item, key, value)`: the partition of an output record, or None (by key)."""
+
+
+def placement(partitioner: Partitioner, counts: PartitionCounts, topic: str) -> Placement:
+    """`partitioner` for `topic`, whose partition count is asked of the
+    cluster on first use (a run without an answer stops); a partition the
+    topic does not have is a `PartitionerError`."""
+
+    def place(item: Any, key: Optional[bytes], value: bytes) -> Optional[int]:
+        try:
+            count = counts(topic)
+        except (KafkaUnavailableError, KafkaConfigError) as ex:
+            stop_run(ex)
+        return checked(partitioner(item, key, value, count), count, topic)
+
+    return place
+
+
+def _kafka_encoder(step_id: str, key_of: Optional[KeyOf], limit: int, counted_as: str,
+                   place: Optional[Placement] = None) -> Callable[[list[Any]], list[Encoded[list[KafkaRecord]]]]:
     room = limit - RECORD_OVERHEAD
     add = progress.TALLY.add
 
@@ -346,7 +392,7 @@ def _kafka_encoder(step_id: str, key_of: Optional[KeyOf], limit: int,
             if len(value) > room - (len(raw) if raw else 0):
                 failed.append(oversize_dead_letter(step_id, raw, value, limit))
                 continue
-            records.append((raw, value, None))
+            records.append((raw, value, None, None if place is None else place(item, raw, value)))
         add(counted_as, len(records))
         return [Encoded(records, failed)]
 
@@ -365,11 +411,13 @@ def write_json(
     to: Destination,
     *,
     key_of: Optional[KeyOf] = None,
+    partitioner: Optional[Partitioner] = None,
     counted_as: Optional[str] = None,
 ) -> Stream[DeadLetter]:
     """Write items as JSON lines to the file of `to`, or to its Kafka topic
-    keyed by `key_of(item)`, counted in the run's progress as `counted_as`
-    (default `step_id`). Returns the dead letters of items that strict
+    keyed by `key_of(item)`, on the partition `partitioner` chooses (default:
+    by key; see `eventio.partitioning`), counted in the run's progress as
+    `counted_as` (default `step_id`). Returns the dead letters of items that strict
     JSON cannot hold or that are too large for Kafka, for the flow's error
     output; records the broker refuses go to the dead-letter topic
     (`CheckedKafkaSink`)."""
@@ -378,8 +426,11 @@ def write_json(
                                                  _file_encoder(step_id, key_of, counted_as or step_id))
         op.output(step_id, encoded, _file_sink(up, step_id, to))
     else:
+        assert to.topic is not None
+        place = None if partitioner is None else placement(partitioner, PartitionCounts(cfg.kafka), to.topic)
         encoded = op.flat_map_batch(f"{step_id}_encode", up,
-                                    _kafka_encoder(step_id, key_of, cfg.kafka.max_message_bytes, counted_as or step_id))
+                                    _kafka_encoder(step_id, key_of, cfg.kafka.max_message_bytes, counted_as or step_id,
+                                                   place))
         op.output(step_id, encoded, _kafka_sink(cfg, to))
     return op.flat_map_batch(f"{step_id}_unencodable", encoded, _failed_of)
 
@@ -396,9 +447,12 @@ def _kafka_sink(cfg: IOConfig, to: Destination) -> CheckedKafkaSink:
     return CheckedKafkaSink(cfg.kafka, to.topic, endpoint=to.describe, dead_letter_topic=cfg.dead_letter_topic)
 
 
-def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[KeyOf] = None) -> Stream[DeadLetter]:
-    """Results to `OUTPUT_PATH` or `OUTPUT_TOPIC`; see `write_json`."""
-    return write_json(step_id, up, cfg, cfg.results, key_of=key_of, counted_as=progress.RESULTS)
+def write_output(step_id: str, up: Stream[Any], cfg: IOConfig, key_of: Optional[KeyOf] = None,
+                 partitioner: Optional[Partitioner] = None) -> Stream[DeadLetter]:
+    """Results to `OUTPUT_PATH` or `OUTPUT_TOPIC`, placed by `partitioner`
+    (default: `OUTPUT_PARTITION_BY`'s, else by key); see `write_json`."""
+    return write_json(step_id, up, cfg, cfg.results, key_of=key_of,
+                      partitioner=partitioner or cfg.output_partitioner, counted_as=progress.RESULTS)
 
 
 def write_late(step_id: str, late: Stream[Event], cfg: IOConfig) -> Stream[DeadLetter]:
@@ -425,7 +479,7 @@ def _dead_letter_encoder(to_file: bool, limit: int) -> Callable[[list[DeadLetter
         letters = [letter.fit(limit) for letter in letters]
         if to_file:
             return [("", Encoded(b"".join(d.to_json_bytes() + b"\n" for d in letters), []))]
-        return [Encoded([(d.key, d.value, d.headers()) for d in letters], [])]
+        return [Encoded([(d.key, d.value, d.headers(), None) for d in letters], [])]
 
     return encode_batch
 

@@ -47,8 +47,12 @@ PRODUCER_DEFAULTS = {
 }
 """Tuned defaults of the flows' producers; the user's Kafka properties win."""
 
-KafkaRecord = tuple[Optional[bytes], Optional[bytes], Optional[list[tuple[str, bytes]]]]
-"""`(key, value, headers)` of one output record."""
+KafkaRecord = tuple[Optional[bytes], Optional[bytes], Optional[list[tuple[str, bytes]]], Optional[int]]
+"""`(key, value, headers, partition)` of one output record; partition None:
+placed by its key (librdkafka's partitioner)."""
+
+_UNASSIGNED = -1
+"""librdkafka's "no partition": its partitioner places the record."""
 
 CONTENT_REFUSALS = frozenset(
     getattr(KafkaError, name) for name in (
@@ -122,13 +126,14 @@ class _CheckedPartition(StatelessSinkPartition["Encoded[list[KafkaRecord]]"]):
 
     def _produce(self, topic: str, records: Sequence[KafkaRecord]) -> None:
         produce = self._producer.produce
-        for key, value, headers in records:
+        for key, value, headers, partition in records:
+            where = _UNASSIGNED if partition is None else partition
             while True:
                 try:
                     if headers is None:
-                        produce(topic, value, key)
+                        produce(topic, value, key, where)
                     else:
-                        produce(topic, value, key, headers=headers)
+                        produce(topic, value, key, where, headers=headers)
                     break
                 except BufferError:
                     self._producer.poll(0.05)
@@ -201,13 +206,13 @@ class _CheckedPartition(StatelessSinkPartition["Encoded[list[KafkaRecord]]"]):
                 f"{refused[0][1]}"))
         limit = self._settings.max_message_bytes
         letters = [refused_dead_letter(self._topic, None, key, value, reason, limit)
-                   for (key, value, _), reason in refused]
-        self._produce(topic, [(d.key, d.value, d.headers()) for d in letters])
+                   for (key, value, _, _), reason in refused]
+        self._produce(topic, [(d.key, d.value, d.headers(), None) for d in letters])
         if self._settle():
             failed = {(key, value) for _, key, value in self._take_failures()}
             bare = [DeadLetter(d.source, d.partition, d.offset, None, None, d.error_class, d.message,
                                d.original_size, d.original_sha256) for d in letters if (d.key, d.value) in failed]
-            self._produce(topic, [(d.key, d.value, d.headers()) for d in bare])
+            self._produce(topic, [(d.key, d.value, d.headers(), None) for d in bare])
             if self._settle():
                 reason = self._settings.redact(self._take_failures()[0][0].str())
                 stop_run(KafkaDeliveryError(

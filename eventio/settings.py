@@ -42,6 +42,11 @@ class SettingsError(ConfigurationError):
         self.problems = list(problems)
 
 
+class WhyNot(ValueError):
+    """Raised by a `Kind`'s `parse` to add why the text is not accepted to
+    the message (a regular expression's syntax error, say)."""
+
+
 @dataclass(frozen=True)
 class Kind:
     """How a setting's text is read and checked: `parse(text)` gives the
@@ -175,6 +180,8 @@ class Setting:
             return self.default
         try:
             return self.kind.parse(raw.strip())
+        except WhyNot as ex:
+            raise ValueError(f"{self.name}={self.shown(raw)}: expected {self.kind.expected} ({ex})") from None
         except ValueError:
             raise ValueError(f"{self.name}={self.shown(raw)}: expected {self.kind.expected}") from None
 

@@ -178,6 +178,7 @@ def build(**overrides: Any) -> Dataflow:
         epoch_interval_s=epoch_interval_s(),
         dead_letter_topic=cfg.dead_letter_topic,
         endpoint=cfg.results.describe,
+        partitioner=cfg.output_partitioner,
     )
     # Bounded input ends the flow; an endless heartbeat would keep it running.
     bounded = cfg.stop_at_end or bool(cfg.input_path)

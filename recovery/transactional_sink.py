@@ -38,7 +38,6 @@ from __future__ import annotations
 import atexit
 import logging
 import pickle
-import threading
 import time
 import zlib
 from datetime import timedelta
@@ -56,6 +55,7 @@ from eventio.bytewax_run import stop_run
 from eventio.kafka_config import KafkaConfigError, KafkaSettings
 from eventio.kafka_health import ClientHealth, KafkaUnavailableError, check_topic
 from eventio.kafka_sink import CONTENT_REFUSALS, REFUSED, refused_dead_letter
+from eventio.partitioning import PartitionCounts, Partitioner, checked
 from recovery.directories import stored_states
 from recovery.epoch_commit import EpochCommitter, OutRecord
 from recovery.fixed_settings import StoreMismatchError, check_parts, recovery_directory
@@ -378,7 +378,10 @@ class OutputPartitions:
     """Places each output message on a Kafka partition and names the one
     sink partition that owns that Kafka partition.
 
-    A message's `partition` is kept if set; otherwise it is the CRC-32 of the
+    A message's `partition` is kept if set; otherwise the `partitioner`
+    places messages to `default_topic` if it is given and says where
+    (`eventio.partitioning`: it sees the `(key, KafkaSinkMessage)` item), and
+    the rest get the CRC-32 of the
     message key modulo the topic's partition count, as librdkafka's default
     partitioner (`consistent_random`) computes it, so a flow's keys land on
     the same partitions whichever delivery guarantee it runs with. Messages
@@ -389,32 +392,24 @@ class OutputPartitions:
     """
 
     def __init__(self, kafka: Union[KafkaSettings, Sequence[str]], default_topic: str, sink_partitions: int,
-                 timeout_s: float) -> None:
+                 timeout_s: float, partitioner: Optional[Partitioner] = None) -> None:
         self._settings = KafkaSettings.of(kafka)
         self._default_topic = default_topic
         self._sink_partitions = sink_partitions
         self._timeout_s = timeout_s
+        self._partitioner = partitioner
         self.route_keys = [f"{ROUTE_KEY_PREFIX}{i}" for i in range(sink_partitions)]
         """The routing key of each sink partition."""
-        self._counts: dict[str, int] = {}
         self._topic_hashes: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._metadata: Optional[Producer] = None
+        self._counts = PartitionCounts(self._settings)
 
     def partition_count(self, topic: str) -> int:
         """Partitions of `topic`, asked of the cluster once per topic; no
         answer within `KAFKA_CONNECT_TIMEOUT_S` stops the run."""
-        count = self._counts.get(topic)
-        if count is None:
-            health = ClientHealth(self._settings, f"output topic {topic!r}")
-            try:
-                with self._lock:
-                    if self._metadata is None:
-                        self._metadata = self._settings.make(Producer, self._settings.producer({}, health.config()))
-                    count = self._counts[topic] = check_topic(self._metadata, health, topic)
-            except (KafkaUnavailableError, KafkaConfigError) as ex:
-                stop_run(ex)
-        return count
+        try:
+            return self._counts(topic)
+        except (KafkaUnavailableError, KafkaConfigError) as ex:
+            stop_run(ex)
 
     def owned_partition(self, topic: str, owner: int, key: Optional[bytes]) -> int:
         """A partition of `topic` that sink partition `owner` writes: the
@@ -439,6 +434,9 @@ class OutputPartitions:
         key, msg = item
         topic = msg.topic or self._default_topic
         partition = msg.partition
+        if partition is None and self._partitioner is not None and topic == self._default_topic:
+            count = self.partition_count(topic)
+            partition = checked(self._partitioner(item, msg.key, msg.value, count), count, topic)
         if partition is None:
             hashed = msg.key if msg.key else key
             raw = hashed.encode() if isinstance(hashed, str) else hashed
@@ -459,6 +457,8 @@ class TransactionalKafkaSink(FixedPartitionedSink[Item, StoredState]):
     flow runs with (`recovery.epoch_interval.epoch_interval_s()`); the
     producers' `transaction.timeout.ms` is `add_config`'s if given, else
     derived from it (`transaction_timeout_ms`), and must be larger.
+    `partitioner` places the messages to `topic` (`OutputPartitions`); each
+    Kafka partition is still written by one transactional producer.
     """
 
     def __init__(
@@ -473,6 +473,7 @@ class TransactionalKafkaSink(FixedPartitionedSink[Item, StoredState]):
         epoch_interval_s: Optional[float] = None,
         dead_letter_topic: Optional[str] = None,
         endpoint: Optional[str] = None,
+        partitioner: Optional[Partitioner] = None,
     ) -> None:
         if isinstance(kafka, str):
             raise TypeError("brokers must be a list of host:port strings, not a string")
@@ -497,7 +498,7 @@ class TransactionalKafkaSink(FixedPartitionedSink[Item, StoredState]):
         width = len(str(partitions - 1))
         # Equal-width names sort in index order, which `part_fn` relies on.
         self._names = [str(i).zfill(width) for i in range(partitions)]
-        self.placement = OutputPartitions(self.settings, topic, partitions, timeout_s)
+        self.placement = OutputPartitions(self.settings, topic, partitions, timeout_s, partitioner)
 
     def list_parts(self) -> list[str]:
         return list(self._names)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from recovery.directories import init
 from tests.committed_log import read_committed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,6 +105,15 @@ def flow_env(bootstrap: str, topic: str, **extra: str) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "INPUT_TOPIC": f"{topic}-in",
             "OUTPUT_TOPIC": f"{topic}-out", "DLQ_TOPIC": f"{topic}-dlq",
             "TRANSACTIONAL_ID_PREFIX": topic, "SINK_PARTITIONS": "4", **extra}
+
+
+def run_bounded(bootstrap: str, topic: str, recovery_dir: Path, **extra: str) -> None:
+    """One `STOP_AT_END` run of the flow on `{topic}-in` with a fresh
+    recovery store in `recovery_dir` and `extra` settings, to its exit 0."""
+    init(recovery_dir, 1)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **flow_env(bootstrap, topic), "STOP_AT_END": "true", **extra}
+    subprocess.run([sys.executable, "-m", "bytewax.run", FLOW, "-r", str(recovery_dir), "-s", "1", "-b", "0"],
+                   env=env, cwd=ROOT, check=True, timeout=120)
 
 
 def make_events(n: int, users: int, seed: int) -> list[dict[str, Any]]:

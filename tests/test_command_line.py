@@ -51,7 +51,10 @@ def port_in_use():
     ("METRICS_PORT", "abc", "METRICS_PORT='abc': expected an integer from 1 to 65535"),
     ("METRICS_PORT", "in use", "METRICS_PORT={port}: cannot listen on 0.0.0.0:{port}: Address already in use"),
     ("STOP_AT_END", "maybe", "STOP_AT_END='maybe': expected true or false (also 1/0, yes/no, on/off)"),
-    ("START_OFFSET", "middle", "START_OFFSET='middle': expected one of earliest, latest"),
+    ("START_OFFSET", "middle", "START_OFFSET='middle': expected earliest, latest, committed, committed:earliest, "
+                               "committed:latest or timestamp:<epoch milliseconds or ISO-8601 time with a UTC offset>"),
+    ("INPUT_TOPIC_PATTERN", "(", "INPUT_TOPIC_PATTERN='(': expected a regular expression (missing ), unterminated "
+                                 "subpattern at position 0)"),
     ("INPUT_PATH", "missing.jsonl", "INPUT_PATH='{tmp}/missing.jsonl': no such file"),
 ])
 def test_a_bad_setting_stops_the_run_with_exit_2_and_one_line_naming_it(

@@ -25,6 +25,7 @@ from tests.exactly_once_harness import (
     make_events,
     produce,
     reference,
+    run_bounded,
     wait_for_outputs,
     wait_until,
 )
@@ -136,20 +137,12 @@ def test_an_overflowing_average_is_a_dead_letter_in_the_same_transactions(
 def test_a_bounded_run_commits_every_output_before_it_exits(broker: EmbeddedBroker, tmp_path: Any) -> None:
     """STOP_AT_END: when the process has exited 0, every output is committed;
     no second start is needed for the last epoch."""
-    import os
-    import subprocess
-    import sys
-
     bs = broker.bootstrap_servers
     topic = "eo-bounded"
     broker.create_topics({f"{topic}-in": 2, f"{topic}-out": 2, f"{topic}-dlq": 1})
     events = make_events(2000, 40, seed=11)
     produce(bs, f"{topic}-in", events)
-    recovery = tmp_path / "state"
-    init(recovery, 1)
-    env = {**os.environ, **flow_env(bs, topic), "STOP_AT_END": "true"}
-    subprocess.run([sys.executable, "-m", "bytewax.run", FLOW, "-r", str(recovery), "-s", "1", "-b", "0"],
-                   env=env, check=True, timeout=120)
+    run_bounded(bs, topic, tmp_path / "state")
     outs = committed_outputs(bs, f"{topic}-out")
     assert {o["event_id"]: o for o in outs} == reference(events)
     assert len(outs) == len(events)

@@ -23,17 +23,7 @@ from eventio.flowio import read_events
 from eventio.kafka_config import KafkaSettings
 from eventio.kafka_health import KafkaUnavailableError
 from eventio.kafka_source import DecodingKafkaSource
-
-
-def _read_to_end(part: Any) -> list[Any]:
-    out: list[Any] = []
-    try:
-        while True:
-            out += part.next_batch()
-    except StopIteration:
-        return out
-    finally:
-        part.close()
+from tests.topic_reader import read_source_part
 
 
 def test_partitions_decode_and_resume_from_their_snapshot(broker: EmbeddedBroker, topic_name: str) -> None:
@@ -55,7 +45,7 @@ def test_partitions_decode_and_resume_from_their_snapshot(broker: EmbeddedBroker
     resume_at = first.snapshot()
     first.close()
     assert resume_at == len(head)
-    rest = _read_to_end(source.build_part("read", f"1-{topic_name}", resume_at))
+    rest = read_source_part(source.build_part("read", f"1-{topic_name}", resume_at))
     items = head + rest
     events = [x for x in items if isinstance(x, Event)]
     assert [e.event_id for e in events] == [f"e{i}" for i in range(1, 20, 2)]
@@ -64,7 +54,7 @@ def test_partitions_decode_and_resume_from_their_snapshot(broker: EmbeddedBroker
     assert (dead.source, dead.partition, dead.offset, dead.key, dead.value) == (topic_name, 1, 10, b"bad", b"{not json")
     assert dead.error_class == "InvalidJsonError"
 
-    zero = _read_to_end(source.build_part("read", f"0-{topic_name}", None))
+    zero = read_source_part(source.build_part("read", f"0-{topic_name}", None))
     assert [e.event_id for e in zero] == [f"e{i}" for i in range(0, 20, 2)]
 
 
@@ -114,7 +104,7 @@ def test_snapshots_commit_offsets_to_the_monitoring_group_only_when_asked(
     first = part.snapshot()
     assert first == len(read)
     assert _committed(broker, group, topic_name, 0, first) == first
-    read += _read_to_end(part)
+    read += read_source_part(part)
     assert len(read) == 12
 
     resumed = watched.build_part("read", f"0-{topic_name}", 12)
@@ -184,7 +174,7 @@ def test_records_read_are_counted_decoded_or_not(broker: EmbeddedBroker, topic_n
     producer.flush(10)
     source = DecodingKafkaSource([broker.bootstrap_servers], [topic_name], SerdeConfig().decoder(max_bytes=1 << 20),
                                  tail=False, batch_size=4)
-    items = [x for part in source.list_parts() for x in _read_to_end(source.build_part("counted", part, None))]
+    items = [x for part in source.list_parts() for x in read_source_part(source.build_part("counted", part, None))]
     assert sum(isinstance(x, DeadLetter) for x in items) == 3 and len(items) == 33
     labels = {"step": "counted", "topic": topic_name}
     assert REGISTRY.get_sample_value("stream_kafka_records_read_total", labels) == 33

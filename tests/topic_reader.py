@@ -39,3 +39,15 @@ def read_all(bootstrap: str, topic: str, quiet_s: float = 1.5, timeout_s: float 
         return out
     finally:
         consumer.close()
+
+
+def read_source_part(part: Any) -> list[Any]:
+    """Everything a bounded source partition (`tail=False`) returns, then closed."""
+    out: list[Any] = []
+    try:
+        while True:
+            out += part.next_batch()
+    except StopIteration:
+        return out
+    finally:
+        part.close()
