@@ -30,6 +30,7 @@ class FireAtEndOfInput(Trigger):
         if not isinstance(nested, Trigger):
             raise TypeError(f"nested must be a Trigger, got {nested!r}")
         self.nested = nested
+        self.needs_clock = nested.needs_clock
 
     def on_element(self, value: Any, ts: int, window: Window, ctx: TriggerContext) -> TriggerResult:
         ctx.register_event_time_timer(MAX_WATERMARK)

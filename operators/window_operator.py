@@ -48,11 +48,11 @@ from __future__ import annotations
 import gc
 import heapq
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Generic, Hashable, Iterable, NamedTuple, Optional, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Generic, Hashable, Iterable, NamedTuple, Optional, Sequence, TypeVar
 
 from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic, WatermarkPath
 from operators.timer_wheel import TimerWheel
-from operators.triggers import EventTimeTrigger, Trigger, TriggerResult, default_trigger
+from operators.triggers import EventTimeTrigger, Trigger, TriggerResult
 from operators.windows import (
     FixedSizeWindows,
     InvalidElement,
@@ -228,6 +228,15 @@ class _Missing:
 
 _MISSING: Any = _Missing()
 
+_ENGINE_IDS_BEFORE = {
+    "_TumblingWindows": "tumbling",
+    "_SlidingWindows": "sliding",
+    "_EventTimeSessions": "sessions",
+    "_GeneralWindows": "general",
+}
+"""Snapshots written before engines had ids were tagged with the engine's
+class name."""
+
 
 class _TimerIndex:
     """Timers bucketed by firing time: `time -> {entry: None}` plus a heap of
@@ -286,9 +295,13 @@ class WindowOperator(EventTimeLogic[V]):
 
     state_kind = "windows"
 
+    engine_id: ClassVar[str]
+    """The engine's name in its snapshots; stable across releases."""
+
     def __new__(cls, assigner: WindowAssigner, **kwargs: Any) -> "WindowOperator[V]":
         if cls is WindowOperator:
-            cls = _engine_for(assigner, kwargs.get("trigger"))
+            trigger = kwargs.get("trigger")
+            cls = choose_engine(assigner, assigner.default_trigger() if trigger is None else trigger)
         return super().__new__(cls)
 
     def __init__(
@@ -308,7 +321,7 @@ class WindowOperator(EventTimeLogic[V]):
             raise ValueError(f"allowed_lateness_ms must be an int >= 0, got {allowed_lateness_ms!r}")
         if aggregate is None and process is None:
             raise ValueError("give a window function: aggregate=, process= or both")
-        trigger = default_trigger(assigner) if trigger is None else trigger
+        trigger = assigner.default_trigger() if trigger is None else trigger
         if assigner.is_merging:
             if not trigger.can_merge():
                 raise ValueError(f"{trigger!r} cannot be used with merging windows ({assigner!r})")
@@ -374,14 +387,14 @@ class WindowOperator(EventTimeLogic[V]):
         firing at watermark `path.at(t)` (`wm` without a path)."""
 
     def _tagged(self, state: Any) -> tuple[str, Any, int]:
-        return (type(self).__name__, state, SNAPSHOT_FORMAT)
+        return (self.engine_id, state, SNAPSHOT_FORMAT)
 
     def _untagged(self, snapshot: tuple[Any, ...]) -> tuple[Any, int]:
         """The engine's state and the snapshot's format."""
         engine, state = snapshot[0], snapshot[1]
-        if engine != type(self).__name__:
+        if _ENGINE_IDS_BEFORE.get(engine, engine) != self.engine_id:
             raise ValueError(
-                f"snapshot was taken by {engine}, cannot restore into {type(self).__name__}: "
+                f"snapshot was taken by the {engine} engine, cannot restore into {self.engine_id}: "
                 "the window assigner or trigger changed"
             )
         return state, snapshot[2] if len(snapshot) > 2 else 1
@@ -394,18 +407,34 @@ def _can_merge(aggregate: AggregateFunction[Any, Any, Any]) -> bool:
     return getattr(type(aggregate), "merge", None) is not AggregateFunction.merge
 
 
-def _engine_for(assigner: WindowAssigner, trigger: Optional[Trigger]) -> type[WindowOperator[Any]]:
-    default = trigger is None or type(trigger) is EventTimeTrigger
-    if default and assigner.is_event_time and type(assigner).assign is FixedSizeWindows.assign:
-        assert isinstance(assigner, FixedSizeWindows)
-        return _TumblingWindows if assigner.slide_ms == assigner.size_ms else _SlidingWindows
-    if (
-        default
-        and assigner.is_event_time
-        and type(assigner).assign is SessionWindows.assign
-        and type(assigner).merge_windows is WindowAssigner.merge_windows
-    ):
-        return _EventTimeSessions
+_FIXED_LAYOUT = ("assign", "last_start", "starts")
+"""The `FixedSizeWindows` methods whose rule the fixed-window engines follow."""
+
+_SESSION_LAYOUT = ("assign", "gap", "merge_windows")
+"""The `SessionWindows` methods whose rule the session engine follows."""
+
+
+def _inherits(assigner: WindowAssigner, base: type[WindowAssigner], methods: Sequence[str]) -> bool:
+    """Whether `assigner` is a `base` that overrides none of `methods`."""
+    kind = type(assigner)
+    return isinstance(assigner, base) and all(getattr(kind, m) is getattr(base, m) for m in methods)
+
+
+def choose_engine(assigner: WindowAssigner, trigger: Trigger) -> type[WindowOperator[Any]]:
+    """The engine for `assigner` with `trigger` (the default one resolved).
+
+    The fast engines serve event-time fixed-size windows and sessions with
+    the event-time trigger; they place elements by the rules of
+    `FixedSizeWindows` and `SessionWindows`, so an assigner subclass that
+    overrides any of those methods, or another trigger, gets the general
+    engine, which asks the assigner and the trigger for everything.
+    """
+    if type(trigger) is EventTimeTrigger and assigner.is_event_time:
+        if _inherits(assigner, FixedSizeWindows, _FIXED_LAYOUT):
+            assert isinstance(assigner, FixedSizeWindows)
+            return _TumblingWindows if assigner.slide_ms == assigner.size_ms else _SlidingWindows
+        if _inherits(assigner, SessionWindows, _SESSION_LAYOUT):
+            return _EventTimeSessions
     return _GeneralWindows
 
 
@@ -431,8 +460,8 @@ class _FixedWindows(WindowOperator[V]):
     def __init__(self, assigner: FixedSizeWindows, **kwargs: Any) -> None:
         super().__init__(assigner, **kwargs)
         self._size = assigner.size_ms
-        self._slide = assigner.slide_ms
-        self._offset = assigner.offset_ms
+        self._last_start = assigner.last_start
+        self._starts = assigner.starts
         self._windows: dict[int, dict[str, Any]] = {}
         self._to_fire: list[int] = []
         self._to_free: list[int] = []
@@ -499,9 +528,11 @@ class _FixedWindows(WindowOperator[V]):
 class _TumblingWindows(_FixedWindows[V]):
     """`_FixedWindows` for one window per element."""
 
+    engine_id = "tumbling"
+
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         size = self._size
-        start = ts - (ts - self._offset) % size
+        start = self._last_start(ts)
         max_ts = start + size - 1
         wm = self.watermark
         if max_ts + self.allowed_lateness_ms <= wm:
@@ -519,11 +550,13 @@ class _TumblingWindows(_FixedWindows[V]):
 class _SlidingWindows(_FixedWindows[V]):
     """`_FixedWindows` for overlapping windows, or windows with gaps."""
 
+    engine_id = "sliding"
+
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         size = self._size
         wm = self.watermark
-        last = ts - (ts - self._offset) % self._slide
-        if last <= ts - size:  # in the gap between windows (slide > size)
+        starts = self._starts(ts)
+        if not starts:  # in the gap between windows (slide > size)
             if ts + self.allowed_lateness_ms <= wm:
                 self.emitted.append(("late", (key, value)))
             return
@@ -531,7 +564,7 @@ class _SlidingWindows(_FixedWindows[V]):
         windows = self._windows
         add = self._add
         skipped = True
-        for start in range(last, ts - size, -self._slide):
+        for start in starts:
             if start <= horizon:
                 break  # this window and all earlier ones are late
             skipped = False
@@ -579,12 +612,14 @@ class _EventTimeSessions(WindowOperator[V]):
     wait in `_replaced` (key -> windows, usually empty) until it fires.
     """
 
+    engine_id = "sessions"
+
     assigner: SessionWindows
 
     def __init__(self, assigner: SessionWindows, **kwargs: Any) -> None:
         super().__init__(assigner, **kwargs)
         self._gap_ms = assigner.gap_ms
-        self._gap_of = assigner.gap_of
+        self._gap = assigner.gap
         self._keys: dict[str, Any] = {}
         self._timers = TimerWheel()
         self._count = 0
@@ -597,13 +632,11 @@ class _EventTimeSessions(WindowOperator[V]):
         gap = self._gap_ms
         if gap is None:
             try:
-                gap = self._gap_of(value)
-            except Exception:
-                gap = None
-            if gap.__class__ is not int or gap <= 0:  # type: ignore[operator]
-                self._invalid(key, value)
+                gap = self._gap(value)
+            except InvalidElement as ex:
+                self.emitted.append(("invalid", (key, (value, str(ex)))))
                 return
-        end = ts + gap  # type: ignore[operator]
+        end = ts + gap
         wm = self.watermark
         state = self._keys.get(key)
         if state is not None and state[0] <= wm:
@@ -640,15 +673,6 @@ class _EventTimeSessions(WindowOperator[V]):
                 state[-1] = (start, stop, acc)
             return
         self._insert(key, state, ts, end, value, wm)
-
-    def _invalid(self, key: str, value: V) -> None:
-        """Report an element whose dynamic gap is unusable, with the reason."""
-        try:
-            self.assigner.gap(value)
-            reason = "session gap extractor is not deterministic"
-        except InvalidElement as ex:
-            reason = str(ex)
-        self.emitted.append(("invalid", (key, (value, reason))))
 
     def _insert(self, key: str, state: Any, start: int, end: int, value: V, wm: int) -> None:
         """Add `[start, end)` to a key's sessions, merging those it touches."""
@@ -930,6 +954,8 @@ class _GeneralWindows(WindowOperator[V]):
     its slot's `fired` windows and leaves `fired` as the window itself, or
     empty when it purges; merged slots pool their `fired` windows.
     """
+
+    engine_id = "general"
 
     def __init__(self, assigner: WindowAssigner, **kwargs: Any) -> None:
         super().__init__(assigner, **kwargs)

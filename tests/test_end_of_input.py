@@ -130,3 +130,9 @@ def test_event_time_windows_keep_their_own_firings() -> None:
 def test_only_triggers_are_accepted() -> None:
     with pytest.raises(TypeError):
         FireAtEndOfInput("count")  # type: ignore[arg-type]
+
+
+def test_a_processing_time_trigger_inside_still_needs_a_clock() -> None:
+    with pytest.raises(ValueError, match="give a clock"):
+        WindowOperator(GlobalWindows(), trigger=FireAtEndOfInput(CountOrTimeoutTrigger(3, 1000)),
+                       aggregate=Aggregate.count(), clock=None)

@@ -373,6 +373,59 @@ def test_custom_assigner_with_no_window_drops_unless_behind() -> None:
     assert side(core, "late") == [("a", "behind")]
 
 
+class EveryOtherTenStart(TumblingEventTimeWindows):
+    """Tumbling windows of 10 whose starts are shifted by 5: a user rule."""
+
+    def last_start(self, ts: int) -> int:
+        return ts - (ts - 5) % 10
+
+    def starts(self, ts: int) -> range:
+        return range(self.last_start(ts), ts - self.size_ms, -self.slide_ms)
+
+
+class ShiftedSliding(SlidingEventTimeWindows):
+    """Sliding windows that keep only the latest window of each element."""
+
+    def starts(self, ts: int) -> range:
+        return range(self.last_start(ts), self.last_start(ts) - 1, -self.slide_ms)
+
+
+class GapByKind(EventTimeSessionWindows):
+    """A fixed gap of 5, except 20 for elements marked "long"."""
+
+    def gap(self, value: Any) -> int:
+        return 20 if value == "long" else 5
+
+
+@pytest.mark.parametrize(
+    "assigner, events, expected",
+    [
+        (EveryOtherTenStart(10), [1, 4, 6, 14, 16], [(-5, 5, 2), (5, 15, 2), (15, 25, 1)]),
+        (ShiftedSliding(20, 10), [1, 12, 25], [(0, 20, 1), (10, 30, 1), (20, 40, 1)]),
+        (GapByKind.with_gap(5), [(0, "long"), (15, "short"), (30, "short")], [(0, 20, 2), (30, 35, 1)]),
+    ],
+)
+def test_an_assigner_subclass_gets_windows_by_its_override(assigner: WindowAssigner, events: list[Any],
+                                                            expected: list[tuple[int, int, int]]) -> None:
+    core = WindowOperator(assigner, aggregate=Aggregate.count())
+    for event in events:
+        ts, value = event if isinstance(event, tuple) else (event, event)
+        feed(core, "a", ts, value)
+    core.on_watermark(MAX_WATERMARK)
+    assert sorted((start, end, n) for _, start, end, n, _ in results(core)) == expected
+
+
+def test_an_assigner_owns_its_default_trigger() -> None:
+    class EveryTwo(TumblingEventTimeWindows):
+        def default_trigger(self) -> Trigger:
+            return CountTrigger(2)
+
+    core = WindowOperator(EveryTwo(10), aggregate=Aggregate.count())
+    for ts in (1, 2, 3):
+        feed(core, "a", ts, ts)
+    assert results(core) == [("a", 0, 10, 2, False)]
+
+
 # --- window functions -------------------------------------------------------------
 
 
