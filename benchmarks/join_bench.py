@@ -26,6 +26,7 @@ import time
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from eventio.run import tune_gc
 from operators.interval_join import IntervalJoin
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ def pipeline_flow(stream: list[tuple[int, str, int, int]]) -> tuple[Dataflow, li
 def pipeline(left: int, right: int, keys: int, repeat: int) -> None:
     from bytewax.testing import run_main
 
+    tune_gc()  # as `python -m eventio.run` does
     stream = events(left, right, keys)
     elapsed = wall = float("inf")
     for _ in range(repeat):
