@@ -280,9 +280,6 @@ class _TimerIndex:
             heapq.heappop(times)
         return times[0] if times else None
 
-    def __len__(self) -> int:
-        return len(self.buckets)
-
 
 class WindowOperator(EventTimeLogic[V]):
     """Keyed windows for all keys of one shard; see the module docstring.
@@ -849,13 +846,12 @@ class _EventTimeSessions(WindowOperator[V]):
         return self._tagged((self._keys, self._count, self._replaced))
 
     def restore(self, state: Any) -> None:
-        """Timers are rebuilt from each key's due time, not snapshotted;
-        snapshots that also hold them (before the timer wheel) restore too.
+        """Timers are rebuilt from each key's due time, not snapshotted.
         Format 1 did not remember fired windows absorbed into a session still
         ahead of the watermark: such a session's result lists none of them."""
         saved, version = self._untagged(state)
         if version == 1:
-            self._keys, self._count, self._replaced = saved[0], saved[-1], {}
+            (self._keys, self._count), self._replaced = saved, {}
         else:
             self._keys, self._count, self._replaced = saved
         self._timers = TimerWheel()

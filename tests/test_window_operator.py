@@ -679,18 +679,3 @@ def test_deferred_sessions_fire_at_the_path_value_and_before_their_keys_next_ele
     core.advance(MAX_WATERMARK)
     assert [(r.key, r.window_start, r.value) for _, (_, r) in core.emitted[3:]] == [("b", 9, 1)]
 
-
-def test_a_session_snapshot_from_before_the_timer_wheel_restores() -> None:
-    """Snapshots used to hold the timer index too; the wheel is rebuilt from
-    each key's due time, so a recovery store written then still resumes."""
-    from operators.window_operator import _TimerIndex
-
-    core = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
-    feed(core, "a", 0, 1)
-    feed(core, "b", 3, 1, wm=1)
-    engine, (keys, count, _), _ = core.snapshot()
-    resumed = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
-    resumed.restore(pickle.loads(pickle.dumps((engine, (keys, _TimerIndex(), count)))))
-    resumed.watermark = 1
-    resumed.on_watermark(MAX_WATERMARK)
-    assert sorted(results(resumed)) == [("a", 0, 5, 1, False), ("b", 3, 8, 1, False)]
