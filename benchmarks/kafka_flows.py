@@ -520,7 +520,7 @@ SHARDS = 32
 def late_event_per_shard() -> list[Record]:
     """One event per window shard, an hour behind the restored watermark:
     each goes straight to the late output."""
-    from operators.keyed import shard_of
+    from operators.runtime.keyed import shard_of
 
     users: dict[str, str] = {}
     i = 0

@@ -40,13 +40,19 @@ from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_output
-from operators.end_of_input import FireAtEndOfInput
-from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK, BoundedOutOfOrderness
-from operators.keyed import key_by, system_clock_ms
-from operators.triggers import CountOrTimeoutTrigger
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import GlobalWindows
+from operators import (
+    AggregateFunction,
+    BoundedOutOfOrderness,
+    CountOrTimeoutTrigger,
+    FireAtEndOfInput,
+    GlobalWindows,
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    WindowResult,
+    key_by,
+    system_clock_ms,
+    window,
+)
 
 MINUTE = 60_000
 

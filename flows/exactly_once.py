@@ -51,7 +51,7 @@ from eventio.flowio import (
     write_output,
 )
 from eventio.kafka_config import RECORD_OVERHEAD
-from operators.keyed import key_by
+from operators import key_by
 from recovery.epoch_interval import epoch_interval_s
 from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_output
 

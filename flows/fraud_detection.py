@@ -33,11 +33,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by
-from operators.nfa import Match
-from operators.pattern_matching import match_pattern
-from operators.patterns import Pattern
+from operators import BoundedOutOfOrderness, Match, Pattern, key_by, match_pattern
 
 MINUTE = 60_000
 

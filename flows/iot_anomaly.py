@@ -51,13 +51,20 @@ from bytewax.dataflow import Dataflow
 from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
-from operators.co_process import Collector, Context
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by, keyed_event_time, system_clock_ms
-from operators.keyed_process import KeyedProcess, KeyedProcessFunction
-from operators.window_operator import Aggregate, WindowResult
-from operators.windowing import window
-from operators.windows import TumblingEventTimeWindows
+from operators import (
+    Aggregate,
+    BoundedOutOfOrderness,
+    Collector,
+    Context,
+    KeyedProcess,
+    KeyedProcessFunction,
+    TumblingEventTimeWindows,
+    WindowResult,
+    key_by,
+    keyed_event_time,
+    system_clock_ms,
+    window,
+)
 
 MINUTE = 60_000
 

@@ -59,13 +59,19 @@ from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
-from operators.co_process import Collector, Context, KeyedCoProcessFunction
-from operators.eventtime import MIN_WATERMARK, BoundedOutOfOrderness
-from operators.joins import co_process
-from operators.keyed import key_by
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import SlidingEventTimeWindows
+from operators import (
+    AggregateFunction,
+    BoundedOutOfOrderness,
+    Collector,
+    Context,
+    KeyedCoProcessFunction,
+    MIN_WATERMARK,
+    SlidingEventTimeWindows,
+    WindowResult,
+    co_process,
+    key_by,
+    window,
+)
 
 MINUTE = 60_000
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "config" / "ml_model.json"

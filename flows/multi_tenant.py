@@ -70,12 +70,17 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import JsonLinesSource, kafka_source, read_events, require, write_dead_letters, write_json, write_output
-from operators.broadcast_state import BroadcastContext, KeyedBroadcastContext, KeyedBroadcastProcessFunction
-from operators.co_process import Collector
-from operators.eventtime import BoundedOutOfOrderness
-from operators.joins import broadcast_process
-from operators.keyed import key_by, system_clock_ms
-from operators.token_bucket import TokenBucket
+from operators import (
+    BoundedOutOfOrderness,
+    BroadcastContext,
+    Collector,
+    KeyedBroadcastContext,
+    KeyedBroadcastProcessFunction,
+    TokenBucket,
+    broadcast_process,
+    key_by,
+    system_clock_ms,
+)
 
 DEFAULTS_PATH = Path(__file__).resolve().parent / "config" / "tenants.jsonl"
 DEFAULT_TENANT = "*"

@@ -33,9 +33,7 @@ from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.event import Event
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
-from operators.eventtime import BoundedOutOfOrderness
-from operators.joins import interval_join
-from operators.keyed import key_by
+from operators import BoundedOutOfOrderness, interval_join, key_by
 
 MINUTE = 60_000
 

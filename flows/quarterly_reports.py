@@ -42,11 +42,7 @@ from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.event import Event
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import CalendarWindows
+from operators import AggregateFunction, BoundedOutOfOrderness, CalendarWindows, WindowResult, key_by, window
 
 MINUTE = 60_000
 

@@ -33,13 +33,18 @@ from bytewax.dataflow import Dataflow
 from eventio import metrics
 from eventio.config import IOConfig, setting, split_overrides
 from eventio.flowio import read_events, require, write_dead_letters, write_json, write_late, write_output
-from operators.end_of_input import FireAtEndOfInput
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by, system_clock_ms
-from operators.triggers import ProcessingTimeTrigger
-from operators.window_operator import Aggregate, WindowResult
-from operators.windowing import window
-from operators.windows import TumblingEventTimeWindows, TumblingProcessingTimeWindows
+from operators import (
+    Aggregate,
+    BoundedOutOfOrderness,
+    FireAtEndOfInput,
+    ProcessingTimeTrigger,
+    TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows,
+    WindowResult,
+    key_by,
+    system_clock_ms,
+    window,
+)
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE

@@ -32,11 +32,7 @@ from eventio.config import IOConfig, setting, split_overrides
 from eventio.deadletter import DeadLetter
 from eventio.event import Event
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import EventTimeSessionWindows
+from operators import AggregateFunction, BoundedOutOfOrderness, EventTimeSessionWindows, WindowResult, key_by, window
 
 MINUTE = 60_000
 GAPS_MS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE, "idle": 2 * MINUTE}

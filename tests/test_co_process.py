@@ -10,14 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.co_process import (
-    Collector,
-    Context,
-    KeyedCoProcess,
-    KeyedCoProcessFunction,
-    TimeDomain,
-)
-from operators.eventtime import MAX_WATERMARK
+from operators.process.co_process import Collector, Context, KeyedCoProcess, KeyedCoProcessFunction, TimeDomain
+from operators.time.eventtime import MAX_WATERMARK
 
 settings.register_profile("co_process", max_examples=200, deadline=None)
 settings.load_profile("co_process")

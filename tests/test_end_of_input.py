@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.end_of_input import FireAtEndOfInput
-from operators.eventtime import MAX_WATERMARK
-from operators.triggers import CountOrTimeoutTrigger, CountTrigger, EventTimeTrigger
-from operators.window_operator import Aggregate, WindowOperator
-from operators.windows import GlobalWindows, TumblingEventTimeWindows
+from operators.time.eventtime import MAX_WATERMARK
+from operators.windows.assigners import GlobalWindows, TumblingEventTimeWindows
+from operators.windows.end_of_input import FireAtEndOfInput
+from operators.windows.functions import Aggregate
+from operators.windows.operator import WindowOperator
+from operators.windows.triggers import CountOrTimeoutTrigger, CountTrigger, EventTimeTrigger
 
 Op = tuple[str, int, int]
 """(key, processing-time advance in ms, value)."""

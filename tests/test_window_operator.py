@@ -9,24 +9,11 @@ from typing import Any, Optional
 
 import pytest
 
-from operators.eventtime import MAX_WATERMARK
-from operators.triggers import (
-    CONTINUE,
-    FIRE,
-    CountOrTimeoutTrigger,
-    CountTrigger,
-    EventTimeTrigger,
-    ProcessingTimeTrigger,
-    PurgingTrigger,
-    Trigger,
-    TriggerContext,
-    TriggerResult,
-)
-from operators.window_operator import Aggregate, AggregateFunction, WindowOperator, WindowResult
-from operators.windows import (
-    GLOBAL_WINDOW,
+from operators.time.eventtime import MAX_WATERMARK
+from operators.windows.assigners import (
     CalendarWindows,
     EventTimeSessionWindows,
+    GLOBAL_WINDOW,
     GlobalWindows,
     ProcessingTimeSessionWindows,
     SlidingEventTimeWindows,
@@ -34,6 +21,21 @@ from operators.windows import (
     TumblingProcessingTimeWindows,
     Window,
     WindowAssigner,
+)
+from operators.windows.functions import Aggregate, AggregateFunction
+from operators.windows.operator import WindowOperator
+from operators.windows.results import WindowResult
+from operators.windows.triggers import (
+    CONTINUE,
+    CountOrTimeoutTrigger,
+    CountTrigger,
+    EventTimeTrigger,
+    FIRE,
+    ProcessingTimeTrigger,
+    PurgingTrigger,
+    Trigger,
+    TriggerContext,
+    TriggerResult,
 )
 
 

@@ -1,8 +1,7 @@
 """Container entrypoint: start this pod's process of a Bytewax cluster.
 
 A flow runs as a StatefulSet whose pod `NAME-N` is Bytewax process `N`. This
-script turns the pod's environment into the `python -m eventio.run` command
-(`bytewax.run` with the garbage collector tuned, see `eventio/run.py`):
+script turns the pod's environment into the `python -m bytewax.run` command:
 
 1. the process id is the pod's ordinal (`POD_NAME`, else `HOSTNAME`);
 2. the addresses of all `PROCESSES` processes, in process-id order, are the
@@ -20,7 +19,7 @@ script turns the pod's environment into the `python -m eventio.run` command
    transactional ids) becomes `NAMESPACE.STATEFULSET`: the same in every pod
    and restart of one deployment, as fencing zombies needs, and different for
    two deployments, which would otherwise fence each other;
-5. the run replaces this process (`exec`), so signals reach Bytewax.
+5. `bytewax.run` replaces this process (`exec`), so signals reach Bytewax.
 
 Plain Python and no Bytewax import at module level, so the planning is unit
 tested without a cluster. Every setting is an environment variable; see
@@ -203,10 +202,9 @@ def init_recovery(recovery: Recovery, init_db_dir: InitDir) -> bool:
 
 
 def bytewax_argv(plan: ProcessPlan, python: str = sys.executable) -> list[str]:
-    """The `python -m eventio.run` (`bytewax.run` with the GC tuned) command
-    line for `plan`."""
+    """The `python -m bytewax.run` command line for `plan`."""
     argv = [
-        python, "-m", "eventio.run", plan.import_str,
+        python, "-m", "bytewax.run", plan.import_str,
         "-w", str(plan.workers),
         "-i", str(plan.process_id),
     ]

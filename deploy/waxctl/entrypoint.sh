@@ -10,4 +10,4 @@ if [ -n "${BYTEWAX_RECOVERY_DIRECTORY:-}" ]; then
   export BYTEWAX_SNAPSHOT_INTERVAL="${BYTEWAX_SNAPSHOT_INTERVAL:-${SNAPSHOT_SECONDS:-30}}"
   export BYTEWAX_RECOVERY_BACKUP_INTERVAL="${BYTEWAX_RECOVERY_BACKUP_INTERVAL:-${BACKUP_SECONDS:-0}}"
 fi
-exec python -m eventio.run "${BYTEWAX_PYTHON_FILE_PATH:?set by the Bytewax helm chart}"
+exec python -m bytewax.run "${BYTEWAX_PYTHON_FILE_PATH:?set by the Bytewax helm chart}"

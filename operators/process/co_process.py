@@ -32,7 +32,7 @@ from enum import Enum
 from heapq import heapify, heappop, heappush
 from typing import Any, Callable, Generic, Iterable, Optional, TypeVar
 
-from operators.eventtime import Clock, EventTimeLogic
+from operators.time.eventtime import Clock, EventTimeLogic
 
 L = TypeVar("L")
 R = TypeVar("R")

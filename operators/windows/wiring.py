@@ -1,7 +1,7 @@
 """Bytewax operators for keyed event-time windows (Flink's `window(...)`).
 
-Thin wrappers: the semantics live in `operators/window_operator.py`, the
-sharding and watermark plumbing in `operators/keyed.py`. Example:
+Thin wrappers: the semantics live in `operators/windows/operator.py`, the
+sharding and watermark plumbing in `operators/runtime/keyed.py`. Example:
 
     out = window(
         "clicks_per_minute", keyed_clicks,
@@ -25,11 +25,13 @@ from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
 from eventio import metrics
-from operators.eventtime import Clock, WatermarkGenerator
-from operators.keyed import DEFAULT_SHARDS, keyed_event_time, system_clock_ms
-from operators.triggers import CountTrigger, PurgingTrigger, Trigger
-from operators.window_operator import AggregateFunction, ProcessWindowFunction, WindowOperator, WindowResult
-from operators.windows import GlobalWindows, WindowAssigner
+from operators.runtime.keyed import DEFAULT_SHARDS, keyed_event_time, system_clock_ms
+from operators.time.eventtime import Clock, WatermarkGenerator
+from operators.windows.assigners import GlobalWindows, WindowAssigner
+from operators.windows.functions import AggregateFunction, ProcessWindowFunction
+from operators.windows.operator import WindowOperator
+from operators.windows.results import WindowResult
+from operators.windows.triggers import CountTrigger, PurgingTrigger, Trigger
 
 PORTS = ("down", "late", "invalid")
 

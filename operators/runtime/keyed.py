@@ -41,12 +41,12 @@ from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from eventio import metrics, snapshots
-from operators.eventtime import (
-    MAX_WATERMARK,
-    MIN_WATERMARK,
+from operators.time.eventtime import (
     ChannelWatermarks,
     Clock,
     EventTimeLogic,
+    MAX_WATERMARK,
+    MIN_WATERMARK,
     WatermarkGenerator,
 )
 

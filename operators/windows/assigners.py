@@ -29,8 +29,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable, ClassVar, NamedTuple, Optional, Sequence, Union
 from zoneinfo import ZoneInfo
 
-from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK
-from operators.triggers import EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger
+from operators.time.eventtime import MAX_WATERMARK, MIN_WATERMARK
+from operators.windows.triggers import EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger
 
 
 class Window(NamedTuple):

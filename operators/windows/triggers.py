@@ -24,7 +24,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from operators.windows import Window
+    from operators.windows.assigners import Window
 
 
 class TriggerResult(Enum):

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.eventtime import MAX_WATERMARK
-from operators.triggers import FIRE_AND_PURGE, Trigger, TriggerContext, TriggerResult
-from operators.windows import Window
+from operators.time.eventtime import MAX_WATERMARK
+from operators.windows.assigners import Window
+from operators.windows.triggers import FIRE_AND_PURGE, Trigger, TriggerContext, TriggerResult
 
 
 class FireAtEndOfInput(Trigger):
