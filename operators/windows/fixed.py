@@ -29,6 +29,11 @@ class FixedWindowsEngine(WindowOperator[V]):
     every key with contents in it has had a result (on time, or at once for
     its late elements), so a late element replaces the key's earlier result
     exactly when the key already had contents there.
+
+    Elements are placed by `FixedSizeWindows.last_start` and `starts`,
+    computed inline (a method call per element would cost the hot path);
+    `choose_engine` runs an assigner that overrides them on the general
+    engine.
     """
 
     assigner: FixedSizeWindows
@@ -36,8 +41,8 @@ class FixedWindowsEngine(WindowOperator[V]):
     def __init__(self, assigner: FixedSizeWindows, **kwargs: Any) -> None:
         super().__init__(assigner, **kwargs)
         self._size = assigner.size_ms
-        self._last_start = assigner.last_start
-        self._starts = assigner.starts
+        self._slide = assigner.slide_ms
+        self._offset = assigner.offset_ms
         self._windows: dict[int, dict[str, Any]] = {}
         self._to_fire: list[int] = []
         self._to_free: list[int] = []
@@ -108,7 +113,7 @@ class TumblingEngine(FixedWindowsEngine[V]):
 
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         size = self._size
-        start = self._last_start(ts)
+        start = ts - (ts - self._offset) % size  # FixedSizeWindows.last_start, inline
         max_ts = start + size - 1
         wm = self.watermark
         if max_ts + self.allowed_lateness_ms <= wm:
@@ -131,8 +136,8 @@ class SlidingEngine(FixedWindowsEngine[V]):
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         size = self._size
         wm = self.watermark
-        starts = self._starts(ts)
-        if not starts:  # in the gap between windows (slide > size)
+        last = ts - (ts - self._offset) % self._slide  # FixedSizeWindows.last_start, inline
+        if last <= ts - size:  # in the gap between windows (slide > size)
             if ts + self.allowed_lateness_ms <= wm:
                 self.emitted.append(("late", (key, value)))
             return
@@ -140,7 +145,7 @@ class SlidingEngine(FixedWindowsEngine[V]):
         windows = self._windows
         add = self._add
         skipped = True
-        for start in starts:
+        for start in range(last, ts - size, -self._slide):  # FixedSizeWindows.starts
             if start <= horizon:
                 break  # this window and all earlier ones are late
             skipped = False

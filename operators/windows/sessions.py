@@ -44,6 +44,10 @@ class SessionsEngine(WindowOperator[V]):
     extends or merges replaces the result of each such session it absorbed.
     When the merged session still lies ahead of the watermark, those windows
     wait in `_replaced` (key -> windows, usually empty) until it fires.
+
+    Gaps follow `SessionWindows.gap`, computed inline (a method call per
+    element would cost the hot path); `choose_engine` runs an assigner that
+    overrides it on the general engine.
     """
 
     engine_id = "sessions"
@@ -53,7 +57,7 @@ class SessionsEngine(WindowOperator[V]):
     def __init__(self, assigner: SessionWindows, **kwargs: Any) -> None:
         super().__init__(assigner, **kwargs)
         self._gap_ms = assigner.gap_ms
-        self._gap = assigner.gap
+        self._gap_of = assigner.gap_of
         self._keys: dict[str, Any] = {}
         self._timers = TimerWheel()
         self._count = 0
@@ -64,13 +68,15 @@ class SessionsEngine(WindowOperator[V]):
 
     def on_element(self, key: str, ts: int, value: V, side: int = 0) -> None:
         gap = self._gap_ms
-        if gap is None:
+        if gap is None:  # SessionWindows.gap, inline
             try:
-                gap = self._gap(value)
-            except InvalidElement as ex:
-                self.emitted.append(("invalid", (key, (value, str(ex)))))
+                gap = self._gap_of(value)
+            except Exception:
+                gap = None
+            if gap.__class__ is not int or gap <= 0:  # type: ignore[operator]
+                self._invalid(key, value)
                 return
-        end = ts + gap
+        end = ts + gap  # type: ignore[operator]
         wm = self.watermark
         state = self._keys.get(key)
         if state is not None and state[0] <= wm:
@@ -107,6 +113,16 @@ class SessionsEngine(WindowOperator[V]):
                 state[-1] = (start, stop, acc)
             return
         self._insert(key, state, ts, end, value, wm)
+
+    def _invalid(self, key: str, value: V) -> None:
+        """Report an element whose dynamic gap is unusable, with the reason
+        `SessionWindows.gap` gives."""
+        try:
+            self.assigner.gap(value)
+            reason = "session gap extractor is not deterministic"
+        except InvalidElement as ex:
+            reason = str(ex)
+        self.emitted.append(("invalid", (key, (value, reason))))
 
     def _insert(self, key: str, state: Any, start: int, end: int, value: V, wm: int) -> None:
         """Add `[start, end)` to a key's sessions, merging those it touches."""
