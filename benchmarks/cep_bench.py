@@ -24,9 +24,9 @@ import random
 import time
 from typing import Optional
 
-from operators.cep import CepOperator
-from operators.eventtime import MAX_WATERMARK
-from operators.patterns import Pattern
+from operators.cep.operator import CepOperator
+from operators.cep.patterns import Pattern
+from operators.time.eventtime import MAX_WATERMARK
 
 MINUTE = 60_000
 LOCATIONS = ("berlin", "paris", "london", "lima", "tokyo", "sydney")

@@ -84,7 +84,7 @@ def run_once(bootstrap: str, mode: str, n: int, workers: int, tag: str) -> dict[
     create_topics(bootstrap, {out: PARTITIONS})
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bytewax.run", "flows.exactly_once:flow", "-r", str(recovery),
+        [sys.executable, "-m", "eventio.run", "flows.exactly_once:flow", "-r", str(recovery),
          "-s", "1", "-b", "0", "-w", str(workers)],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )

@@ -77,7 +77,7 @@ def whole_process(flow: str, quiet: bool = False) -> Result:
                "OUTPUT_PATH": f"{tmp}/out.jsonl", "LATE_OUTPUT_PATH": f"{tmp}/out.late.jsonl",
                "ERROR_OUTPUT_PATH": f"{tmp}/out.dlq.jsonl"}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "bytewax.run", f"flows.{flow}:flow"], env=env, cwd=tmp,
+        done = subprocess.run([sys.executable, "-m", "eventio.run", f"flows.{flow}:flow"], env=env, cwd=tmp,
                               capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
@@ -177,7 +177,7 @@ def startup(flow: str) -> Result:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "INPUT_PATH": str(empty), "OUTPUT_PATH": f"{tmp}/out.jsonl",
                "LATE_OUTPUT_PATH": f"{tmp}/out.late.jsonl", "ERROR_OUTPUT_PATH": f"{tmp}/out.dlq.jsonl"}
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bytewax.run", f"flows.{flow}:flow"], env=env, cwd=tmp, check=True,
+        subprocess.run([sys.executable, "-m", "eventio.run", f"flows.{flow}:flow"], env=env, cwd=tmp, check=True,
                        capture_output=True)
         seconds = time.perf_counter() - started
     return {"events": 1, "seconds": seconds, "x_seconds": round(seconds, 3)}

@@ -11,7 +11,7 @@
 2. Flatness: `--long` in-order events, printing buffered elements every tenth
    of the stream; the numbers must stay flat.
 3. `--pipeline`: the same events through the whole Bytewax step
-   (`operators.joins.interval_join`, one worker, one source whose elements
+   (`operators.joins.wiring.interval_join`, one worker, one source whose elements
    are split into the left and right inputs, output counted).
 
 Times are CPU seconds of this process, best of `--repeat` runs: the machine
@@ -26,7 +26,8 @@ import time
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from operators.interval_join import IntervalJoin
+from eventio.run import tune_gc
+from operators.joins.interval_join import IntervalJoin
 
 if TYPE_CHECKING:
     from bytewax.dataflow import Dataflow
@@ -92,15 +93,15 @@ def flatness(total: int, keys: int) -> None:
 
 
 def pipeline_flow(stream: list[tuple[int, str, int, int]]) -> tuple[Dataflow, list[Any]]:
-    """`stream` through the whole Bytewax step (`operators.joins.interval_join`,
+    """`stream` through the whole Bytewax step (`operators.joins.wiring.interval_join`,
     one source split into the left and right inputs); the flow and the list
     its pairs are written to."""
     import bytewax.operators as op
     from bytewax.dataflow import Dataflow
     from bytewax.testing import TestingSink, TestingSource
 
-    from operators.eventtime import BoundedOutOfOrderness
-    from operators.joins import interval_join
+    from operators.joins.wiring import interval_join
+    from operators.time.eventtime import BoundedOutOfOrderness
 
     flow = Dataflow("join_bench")
     sides = op.branch("split", op.input("in", flow, TestingSource(stream, batch_size=1_000)), lambda e: e[0] == 0)
@@ -122,6 +123,7 @@ def pipeline_flow(stream: list[tuple[int, str, int, int]]) -> tuple[Dataflow, li
 def pipeline(left: int, right: int, keys: int, repeat: int) -> None:
     from bytewax.testing import run_main
 
+    tune_gc()  # as `python -m eventio.run` does
     stream = events(left, right, keys)
     elapsed = wall = float("inf")
     for _ in range(repeat):

@@ -56,6 +56,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.harness import Result, case
 from eventio import generators
 from eventio.broker import EmbeddedBroker, free_port
+from eventio.run import tune_gc
 from recovery.directories import init as init_recovery
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +134,9 @@ def broker_with(topics: dict[str, int]) -> Iterator[str]:
 
 
 def timed_run(flow: Dataflow, recovery_dir: Optional[Path] = None) -> float:
-    """Seconds `run_main(flow)` takes, with recovery (1 s epochs) if a directory is given."""
+    """Seconds `run_main(flow)` takes, with recovery (1 s epochs) if a directory is given;
+    the process's GC tuned as `python -m eventio.run` tunes it."""
+    tune_gc()
     started = time.perf_counter()
     if recovery_dir is None:
         run_main(flow)
@@ -257,7 +260,7 @@ class FlowProcesses:
     exit if still running."""
 
     def __init__(self, target: str, args: list[str], env: dict[str, str], processes: int = 1) -> None:
-        base = [sys.executable, "-m", "bytewax.run", target, *args]
+        base = [sys.executable, "-m", "eventio.run", target, *args]
         if processes > 1:
             addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
             self.commands = [base + ["-i", str(i), "-a", addresses] for i in range(processes)]
@@ -517,7 +520,7 @@ SHARDS = 32
 def late_event_per_shard() -> list[Record]:
     """One event per window shard, an hour behind the restored watermark:
     each goes straight to the late output."""
-    from operators.keyed import shard_of
+    from operators.runtime.keyed import shard_of
 
     users: dict[str, str] = {}
     i = 0

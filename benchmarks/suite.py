@@ -102,10 +102,10 @@ def _ours(n: int, keys: int, kind: str, recovery: bool = False) -> Result:
 
     from bytewax.recovery import RecoveryConfig, init_db_dir
 
-    from operators.eventtime import BoundedOutOfOrderness
-    from operators.window_operator import Aggregate
-    from operators.windowing import window
-    from operators.windows import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
+    from operators.time.eventtime import BoundedOutOfOrderness
+    from operators.windows.assigners import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
+    from operators.windows.functions import Aggregate
+    from operators.windows.wiring import window
 
     assigners = {
         "tumbling": TumblingEventTimeWindows(MINUTE),
@@ -175,7 +175,7 @@ for keys in (1_000, 1_000_000):
 
 
 def _interval_join(keys: int) -> Result:
-    """`operators.joins.interval_join` as a Bytewax step: 1M left and 200k
+    """`operators.joins.wiring.interval_join` as a Bytewax step: 1M left and 200k
     right events in timestamp order, `[0, 10 s]` (see `benchmarks/join_bench.py`)."""
     from benchmarks.join_bench import events, pipeline_flow
 
@@ -185,11 +185,11 @@ def _interval_join(keys: int) -> Result:
 
 
 def _cep_fraud(keys: int) -> Result:
-    """`operators.pattern_matching.match_pattern` as a Bytewax step: the fraud
+    """`operators.cep.wiring.match_pattern` as a Bytewax step: the fraud
     pattern of `benchmarks/cep_bench.py` over 1M events arriving up to 2 s out
     of order, 1,000 planted matches; fails unless exactly those are found."""
-    from operators.eventtime import BoundedOutOfOrderness
-    from operators.pattern_matching import match_pattern
+    from operators.cep.wiring import match_pattern
+    from operators.time.eventtime import BoundedOutOfOrderness
 
     from benchmarks.cep_bench import FRAUD, generate
 

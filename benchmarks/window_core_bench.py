@@ -36,14 +36,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from operators.eventtime import MAX_WATERMARK  # noqa: E402
-from operators.window_operator import Aggregate, WindowOperator  # noqa: E402
-from operators.windows import (  # noqa: E402
+from operators.time.eventtime import MAX_WATERMARK  # noqa: E402
+from operators.windows.assigners import (  # noqa: E402
     EventTimeSessionWindows,
     SlidingEventTimeWindows,
     TumblingEventTimeWindows,
     WindowAssigner,
 )
+from operators.windows.functions import Aggregate  # noqa: E402
+from operators.windows.operator import WindowOperator  # noqa: E402
 
 BOUND_MS = 2_000
 SCENARIOS = ("tumbling", "sessions", "sliding", "open-sessions")

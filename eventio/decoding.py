@@ -38,11 +38,10 @@ if TYPE_CHECKING:  # the registry client and Avro code load only for Avro format
 MAX_MESSAGE_BYTES = DEFAULT_MAX_MESSAGE_BYTES
 ValueFormat = Literal["json", "avro", "auto"]
 Decoded = Union[Event, DeadLetter]
-DeadLetterHook = Callable[[str], None]
 Decoder = Callable[..., Decoded]
 """`decode(value, key, source, partition, offset, channel=None)`, such as a `RecordDecoder`."""
 
-__all__ = ["InvalidJsonError", "MAX_MESSAGE_BYTES", "SerdeConfig", "decode_record", "parse_json", "read_json",
+__all__ = ["InvalidJsonError", "MAX_MESSAGE_BYTES", "SerdeConfig", "parse_json", "read_json",
            "record_decoder"]
 
 
@@ -52,10 +51,6 @@ class NullValueError(EventError):
 
 class OversizeMessageError(EventError):
     """A value larger than the configured limit."""
-
-
-def no_dead_letter_hook(reason: str) -> None:
-    """The default `on_dead_letter`: count nothing."""
 
 
 parse_json = strict_json.parse
@@ -78,12 +73,10 @@ def read_json(value: bytes) -> Event:
 class RecordDecoder:
     """Record bytes to an `Event` or a `DeadLetter`; see `record_decoder`."""
 
-    def __init__(self, read: Callable[[bytes], Event], unavailable: Any, max_bytes: int,
-                 on_dead_letter: DeadLetterHook, typed_first: bool) -> None:
+    def __init__(self, read: Callable[[bytes], Event], unavailable: Any, max_bytes: int, typed_first: bool) -> None:
         self._read = read
         self._unavailable = unavailable
         self._max_bytes = max_bytes
-        self._on_dead_letter = on_dead_letter
         self._typed_first = typed_first
 
     def __call__(self, value: Optional[bytes], key: Optional[bytes], source: str, partition: Optional[int],
@@ -100,10 +93,8 @@ class RecordDecoder:
         except self._unavailable:
             raise
         except Exception as ex:  # noqa: BLE001 - bad input of any kind becomes a dead letter
-            dead = DeadLetter.of(ex, source=source, value=value, key=key, partition=partition,
+            return DeadLetter.of(ex, source=source, value=value, key=key, partition=partition,
                                  offset=offset).fit(self._max_bytes)
-            self._on_dead_letter(dead.error_class)
-            return dead
         if channel is not None:
             event.channel = channel
         elif partition is not None:
@@ -138,12 +129,10 @@ def record_decoder(
     fmt: ValueFormat = "json",
     deserializer: Optional[AvroDeserializer] = None,
     max_bytes: int = MAX_MESSAGE_BYTES,
-    on_dead_letter: DeadLetterHook = no_dead_letter_hook,
 ) -> RecordDecoder:
     """`decode(value, key, source, partition, offset, channel=None)`: the
     event in `value` or a dead letter saying why there is none (see
-    `RecordDecoder`); `on_dead_letter(error_class)` is called once per dead
-    letter. It raises only `RegistryUnavailableError`. The format is checked
+    `RecordDecoder`). It raises only `RegistryUnavailableError`. The format is checked
     and the reader chosen here, once, rather than per record: this runs for
     every input event. `ValueError` for a bad `fmt` or an Avro format
     without a deserializer."""
@@ -172,24 +161,7 @@ def record_decoder(
                 # with magic byte 0, which no JSON document does.
                 return Event.from_dict(deserialize(value)) if value and value[0] == 0 else read_json(value)
 
-    return RecordDecoder(read, unavailable, max_bytes, on_dead_letter, typed_first=fmt == "json")
-
-
-def decode_record(
-    value: Optional[bytes],
-    key: Optional[bytes],
-    *,
-    source: str,
-    partition: Optional[int],
-    offset: Optional[int],
-    fmt: ValueFormat = "json",
-    deserializer: Optional[AvroDeserializer] = None,
-    max_bytes: int = MAX_MESSAGE_BYTES,
-    on_dead_letter: DeadLetterHook = no_dead_letter_hook,
-) -> Decoded:
-    """One record through `record_decoder(fmt, deserializer, max_bytes,
-    on_dead_letter)`; flows build the decoder once instead."""
-    return record_decoder(fmt, deserializer, max_bytes, on_dead_letter)(value, key, source, partition, offset)
+    return RecordDecoder(read, unavailable, max_bytes, typed_first=fmt == "json")
 
 
 SUBJECT_STRATEGIES = ("topic", "record", "topic_record")
@@ -257,7 +229,6 @@ class SerdeConfig:
         self,
         *,
         max_bytes: int = MAX_MESSAGE_BYTES,
-        on_dead_letter: DeadLetterHook = no_dead_letter_hook,
         client: Optional[SchemaRegistryClient] = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> RecordDecoder:
@@ -268,7 +239,7 @@ class SerdeConfig:
             from eventio.avro import AvroDeserializer
 
             deserializer = AvroDeserializer(client or self.client(), retry=self.retry(sleep))
-        return record_decoder(self.value_format, deserializer, max_bytes, on_dead_letter)
+        return record_decoder(self.value_format, deserializer, max_bytes)
 
     def serializer(
         self, schema: Optional[AvroSchema] = None, *, client: Optional[SchemaRegistryClient] = None

@@ -108,7 +108,7 @@ def run_flow(bootstrap: str, topics: Topics) -> float:
     )
     started = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "flows.session_analytics:flow",
+        [sys.executable, "-m", "eventio.run", "flows.session_analytics:flow",
          "-r", str(recovery), "-s", "1", "-b", "0"],
         check=True, env=env, timeout=150,
     )

@@ -88,7 +88,7 @@ def tenant_events() -> Counter:
 
 
 _END_OF_TIME_MS = 2**63 - 1
-"""The end-of-input watermark (`operators.eventtime.MAX_WATERMARK`)."""
+"""The end-of-input watermark (`operators.time.eventtime.MAX_WATERMARK`)."""
 
 
 class EventTime:

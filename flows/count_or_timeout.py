@@ -1,14 +1,14 @@
 """Count-or-timeout micro-batches per user.
 
 Key `user_id`; one global window per user with `CountOrTimeoutTrigger`
-(`operators/triggers.py`): a user's buffered events are emitted and purged
+(`operators/windows/triggers.py`): a user's buffered events are emitted and purged
 when `BATCH_COUNT` (100) have arrived, or `BATCH_TIMEOUT_MS` (5 min) of
 processing time after the first event buffered since the last emission,
 whichever comes first. Processing time comes from the injected clock.
 
 End of input: at the end of a bounded input (a file, or Kafka with
 `STOP_AT_END=true`) processing-time timeouts can no longer come due, so the
-trigger is wrapped in `FireAtEndOfInput` (`operators/end_of_input.py`): every
+trigger is wrapped in `FireAtEndOfInput` (`operators/windows/end_of_input.py`): every
 user's partial batch is emitted then with reason `end_of_input`, and nothing
 is lost. On an unbounded input every batch ends by count or timeout.
 
@@ -36,13 +36,19 @@ from eventio.flow_setup import SHARDS, SHARED_SETTINGS, configure
 from eventio.flowio import read_events, write_dead_letters, write_output
 from eventio.settings import FlowSettings, Setting, integer
 from flows import Quickstart
-from operators.end_of_input import FireAtEndOfInput
-from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK, BoundedOutOfOrderness
-from operators.keyed import key_by, system_clock_ms
-from operators.triggers import CountOrTimeoutTrigger
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import GlobalWindows
+from operators import (
+    AggregateFunction,
+    BoundedOutOfOrderness,
+    CountOrTimeoutTrigger,
+    FireAtEndOfInput,
+    GlobalWindows,
+    MAX_WATERMARK,
+    MIN_WATERMARK,
+    WindowResult,
+    key_by,
+    system_clock_ms,
+    window,
+)
 
 MINUTE = 60_000
 

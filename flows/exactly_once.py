@@ -47,7 +47,7 @@ from eventio.flowio import (
 from eventio.kafka_config import RECORD_OVERHEAD
 from eventio.settings import TEXT, FlowSettings, Setting, SettingsError, choice, integer, number
 from flows import BROKER, Quickstart
-from operators.keyed import key_by
+from operators import key_by
 from recovery.epoch_interval import epoch_interval_s
 from recovery.fixed_settings import recovery_directory
 from recovery.transactional_sink import TransactionalKafkaSink, exactly_once_output

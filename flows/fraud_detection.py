@@ -35,11 +35,7 @@ from eventio.flow_setup import SHARDS, SHARED_SETTINGS, WATERMARK_BOUND_MS, conf
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
 from eventio.settings import FlowSettings, Setting, integer, number
 from flows import BROKER, Quickstart
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by
-from operators.nfa import Match
-from operators.pattern_matching import match_pattern
-from operators.patterns import Pattern
+from operators import BoundedOutOfOrderness, Match, Pattern, key_by, match_pattern
 
 MINUTE = 60_000
 

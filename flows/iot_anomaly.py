@@ -7,7 +7,7 @@ dead-letter output). Two steps:
 1. **minutes** — tumbling `WINDOW_MS` (1 min) event-time windows per device,
    the mean of `value`; watermark bound 2 min; events too late for their
    minute go to the late output.
-2. **anomalies** — a keyed process function (`operators/keyed_process.py`)
+2. **anomalies** — a keyed process function (`operators/process/keyed_process.py`)
    keeps each device's baseline: its minute means of the last `BASELINE_MS`
    (10 min). Each new minute is compared with the minutes of the
    `BASELINE_MS` before it (not itself, so a spike cannot hide in its own
@@ -41,13 +41,20 @@ from eventio.flow_setup import (ALLOWED_LATENESS_MS, IDLE_TIMEOUT_MS, SHARDS, SH
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
 from eventio.settings import FlowSettings, Setting, integer, number
 from flows import Quickstart
-from operators.co_process import Collector, Context
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by, keyed_event_time, system_clock_ms
-from operators.keyed_process import KeyedProcess, KeyedProcessFunction
-from operators.window_operator import Aggregate, WindowResult
-from operators.windowing import window
-from operators.windows import TumblingEventTimeWindows
+from operators import (
+    Aggregate,
+    BoundedOutOfOrderness,
+    Collector,
+    Context,
+    KeyedProcess,
+    KeyedProcessFunction,
+    TumblingEventTimeWindows,
+    WindowResult,
+    key_by,
+    keyed_event_time,
+    system_clock_ms,
+    window,
+)
 
 MINUTE = 60_000
 

@@ -9,7 +9,7 @@ with purchase history and scored by a pluggable model.
    `amount`; a purchase without one adds 0), `distinct_categories` (distinct
    `category` values), `sessions` (runs of events with no gap longer than
    `SESSION_GAP_MS`, 30 min).
-2. **history** — a keyed co-process (`operators/joins.py: co_process`) of the
+2. **history** — a keyed co-process (`operators/joins/wiring.py: co_process`) of the
    window results with the user's events keeps each user's lifetime
    purchase count and spend. A window ending at `window_end` is enriched
    with `lifetime_purchases` / `lifetime_spend`: the user's purchases with a
@@ -51,13 +51,19 @@ from eventio.flow_setup import IDLE_TIMEOUT_MS, SHARDS, SHARED_SETTINGS, WATERMA
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
 from eventio.settings import TEXT, ConfigurationError, FlowSettings, Setting, integer
 from flows import Quickstart
-from operators.co_process import Collector, Context, KeyedCoProcessFunction
-from operators.eventtime import MIN_WATERMARK, BoundedOutOfOrderness
-from operators.joins import co_process
-from operators.keyed import key_by
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import SlidingEventTimeWindows
+from operators import (
+    AggregateFunction,
+    BoundedOutOfOrderness,
+    Collector,
+    Context,
+    KeyedCoProcessFunction,
+    MIN_WATERMARK,
+    SlidingEventTimeWindows,
+    WindowResult,
+    co_process,
+    key_by,
+    window,
+)
 
 MINUTE = 60_000
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "config" / "ml_model.json"

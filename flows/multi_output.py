@@ -55,11 +55,7 @@ from eventio.flow_setup import ALLOWED_LATENESS_MS, SHARDS, SHARED_SETTINGS, WAT
 from eventio.flowio import read_events, write_dead_letters, write_json, write_late, write_output
 from eventio.settings import TEXT, FlowSettings, Setting, integer, number
 from flows import Quickstart
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by
-from operators.window_operator import Aggregate, WindowResult
-from operators.windowing import window
-from operators.windows import TumblingEventTimeWindows
+from operators import Aggregate, BoundedOutOfOrderness, TumblingEventTimeWindows, WindowResult, key_by, window
 
 MINUTE = 60_000
 KNOWN_EVENT_TYPES = "page_view,click,add_to_cart,purchase,login,logout,idle,transaction,role_change"

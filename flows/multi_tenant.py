@@ -16,7 +16,7 @@ Per event, in processing time (the injected clock):
 1. its tenant's configuration is looked up;
 2. events whose type is in `drop_event_types` are dropped (counted only);
 3. the tenant's token bucket (`burst` tokens, refilled at `rate_per_second`;
-   `operators/token_bucket.py`) takes a token: the event goes to the main
+   `operators/process/token_bucket.py`) takes a token: the event goes to the main
    output as event JSON plus `"tier"`, or, with no token left, to the
    `rate_limited` side output as event JSON. Outputs on Kafka are keyed by
    `tenant_id`.
@@ -66,12 +66,17 @@ from eventio.flow_setup import SHARDS, SHARED_SETTINGS, configure
 from eventio.flowio import JsonLinesSource, kafka_source, read_events, require, write_dead_letters, write_json, write_output
 from eventio.settings import TEXT, ConfigurationError, FlowSettings, Setting, integer
 from flows import BROKER, Quickstart
-from operators.broadcast_state import BroadcastContext, KeyedBroadcastContext, KeyedBroadcastProcessFunction
-from operators.co_process import Collector
-from operators.eventtime import BoundedOutOfOrderness
-from operators.joins import broadcast_process
-from operators.keyed import key_by, system_clock_ms
-from operators.token_bucket import TokenBucket
+from operators import (
+    BoundedOutOfOrderness,
+    BroadcastContext,
+    Collector,
+    KeyedBroadcastContext,
+    KeyedBroadcastProcessFunction,
+    TokenBucket,
+    broadcast_process,
+    key_by,
+    system_clock_ms,
+)
 
 DEFAULTS_PATH = Path(__file__).resolve().parent / "config" / "tenants.jsonl"
 DEFAULT_TENANT = "*"

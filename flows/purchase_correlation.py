@@ -35,9 +35,7 @@ from eventio.flow_setup import IDLE_TIMEOUT_MS, SHARDS, SHARED_SETTINGS, WATERMA
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
 from eventio.settings import TEXT, FlowSettings, Setting, SettingsError, integer
 from flows import BROKER, Quickstart
-from operators.eventtime import BoundedOutOfOrderness
-from operators.joins import interval_join
-from operators.keyed import key_by
+from operators import BoundedOutOfOrderness, interval_join, key_by
 
 MINUTE = 60_000
 

@@ -37,11 +37,7 @@ from eventio.flow_setup import (ALLOWED_LATENESS_MS, IDLE_TIMEOUT_MS, SHARDS, SH
 from eventio.flowio import read_events, require, write_dead_letters, write_late, write_output
 from eventio.settings import FlowSettings, Kind, Setting
 from flows import Quickstart
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import CalendarWindows
+from operators import AggregateFunction, BoundedOutOfOrderness, CalendarWindows, WindowResult, key_by, window
 
 MINUTE = 60_000
 

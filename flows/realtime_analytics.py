@@ -36,13 +36,18 @@ from eventio.flow_setup import ALLOWED_LATENESS_MS, SHARDS, SHARED_SETTINGS, WAT
 from eventio.flowio import read_events, require, write_dead_letters, write_json, write_late, write_output
 from eventio.settings import FlowSettings, Setting, integer
 from flows import Quickstart
-from operators.end_of_input import FireAtEndOfInput
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by, system_clock_ms
-from operators.triggers import ProcessingTimeTrigger
-from operators.window_operator import Aggregate, WindowResult
-from operators.windowing import window
-from operators.windows import TumblingEventTimeWindows, TumblingProcessingTimeWindows
+from operators import (
+    Aggregate,
+    BoundedOutOfOrderness,
+    FireAtEndOfInput,
+    ProcessingTimeTrigger,
+    TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows,
+    WindowResult,
+    key_by,
+    system_clock_ms,
+    window,
+)
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE

@@ -35,11 +35,7 @@ from eventio.flow_setup import (ALLOWED_LATENESS_MS, IDLE_TIMEOUT_MS, SHARDS, SH
 from eventio.flowio import read_events, write_dead_letters, write_late, write_output
 from eventio.settings import FlowSettings
 from flows import Quickstart
-from operators.eventtime import BoundedOutOfOrderness
-from operators.keyed import key_by
-from operators.window_operator import AggregateFunction, WindowResult
-from operators.windowing import window
-from operators.windows import EventTimeSessionWindows
+from operators import AggregateFunction, BoundedOutOfOrderness, EventTimeSessionWindows, WindowResult, key_by, window
 
 MINUTE = 60_000
 GAPS_MS = {"login": 30 * MINUTE, "purchase": 60 * MINUTE, "page_view": 10 * MINUTE, "idle": 2 * MINUTE}

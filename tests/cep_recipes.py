@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 from hypothesis import strategies as st
 
-from operators.patterns import IterativeCondition, Pattern, SkipStrategy
+from operators.cep.patterns import IterativeCondition, Pattern, SkipStrategy
 from tests.cep_reference import RefCond, RefPattern, RefSpec
 
 TYPES = "abc"

@@ -1,7 +1,7 @@
 """Brute-force reference for CEP matching on one key's ordered events.
 
 Written from Flink CEP's documented semantics, independently of
-`operators/nfa.py` (no shared code, its own pattern description): it
+`operators/cep/nfa.py` (no shared code, its own pattern description): it
 enumerates every candidate assignment of events to patterns and keeps those
 that satisfy the rules below, then applies the after-match skip strategy.
 

@@ -1,5 +1,5 @@
 """Brute-force reference for the interval join, written from the documented
-rules alone (no code shared with `operators/interval_join.py`).
+rules alone (no code shared with `operators/joins/interval_join.py`).
 
 Events are `(side, key, ts, value)` in arrival order, side 0 = left, 1 = right.
 The watermark is simulated as a bounded-out-of-orderness source would produce

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.broadcast_state import (
+from operators.process.broadcast_state import (
     BroadcastContext,
     KeyedBroadcastContext,
     KeyedBroadcastProcess,
     KeyedBroadcastProcessFunction,
 )
-from operators.co_process import Collector
+from operators.process.co_process import Collector
 
 settings.register_profile("broadcast", max_examples=200, deadline=None)
 settings.load_profile("broadcast")

@@ -19,9 +19,9 @@ from typing import Any, Callable, Optional
 from hypothesis import example, given, note, settings
 from hypothesis import strategies as st
 
-from operators.cep import CepOperator
-from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK
-from operators.patterns import IterativeCondition, Pattern, SkipStrategy
+from operators.cep.operator import CepOperator
+from operators.cep.patterns import IterativeCondition, Pattern, SkipStrategy
+from operators.time.eventtime import MAX_WATERMARK, MIN_WATERMARK
 from tests.cep_recipes import TYPES, CondSpec, Recipe, StageSpec, canonical, describe, positive_names, recipes, to_pattern, to_spec
 from tests.cep_reference import reference_matches, reference_timeouts
 
@@ -153,7 +153,7 @@ def drive_sharded(
     make: Callable[[], CepOperator], arrivals: list[Arrival], batch: int, stepped: bool = True
 ) -> dict[str, list[str]]:
     """As `drive`, but keys x and y in operators of their own, as two shards
-    fed as `operators.keyed` feeds them: each advances to the watermark
+    fed as `operators.runtime.keyed` feeds them: each advances to the watermark
     before its own elements and hears the latest watermark every `batch`
     arrivals, passing the values the batch went through (`advance`), or
     jumping over them unless `stepped`."""

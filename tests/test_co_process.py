@@ -10,20 +10,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.co_process import (
-    CombineLatest,
-    Collector,
-    Context,
-    KeyedCoProcess,
-    KeyedCoProcessFunction,
-    TimeDomain,
-)
-from operators.eventtime import MAX_WATERMARK
+from operators.process.co_process import Collector, Context, KeyedCoProcess, KeyedCoProcessFunction, TimeDomain
+from operators.time.eventtime import MAX_WATERMARK
 
 settings.register_profile("co_process", max_examples=200, deadline=None)
 settings.load_profile("co_process")
 
 KEYS = ("a", "b", "c")
+
+
+class CombineLatest(KeyedCoProcessFunction[Any, Any]):
+    """Keeps the latest value of each side per key and emits
+    `(latest_left, latest_right)` on every element; a side not seen yet is
+    None."""
+
+    def process_element1(self, value: Any, ctx: Context, out: Collector) -> None:
+        state = ctx.state
+        state["left"] = value
+        out.collect((value, state.get("right")))
+
+    def process_element2(self, value: Any, ctx: Context, out: Collector) -> None:
+        state = ctx.state
+        state["right"] = value
+        out.collect((state.get("left"), value))
 
 
 class FakeClock:

@@ -27,7 +27,7 @@ from eventio.avro import (
     user_event_schema,
 )
 from eventio.deadletter import DeadLetter
-from eventio.decoding import MAX_MESSAGE_BYTES, SerdeConfig, decode_record
+from eventio.decoding import MAX_MESSAGE_BYTES, SerdeConfig, record_decoder
 from eventio.event import Event
 from eventio.kafka_config import wire_size
 
@@ -44,14 +44,14 @@ def client() -> Any:
 
 
 def decode_json(value: bytes | None, **kw: Any) -> Event | DeadLetter:
-    return decode_record(value, b"k", source="events", partition=2, offset=41, fmt="json", **kw)
+    return record_decoder("json", **kw)(value, b"k", "events", 2, 41)
 
 
 def test_json_event_decodes_with_its_partition_channel() -> None:
     event = decode_json(json_bytes({**BASE, "amount": 9.5}))
     assert isinstance(event, Event) and event.amount == 9.5
     assert event.channel == "events:2"
-    file_event = decode_record(json_bytes(BASE), None, source="in.jsonl", partition=None, offset=3)
+    file_event = record_decoder()(json_bytes(BASE), None, "in.jsonl", None, 3)
     assert isinstance(file_event, Event) and file_event.channel is None
 
 
@@ -74,13 +74,11 @@ def test_json_event_decodes_with_its_partition_channel() -> None:
          "future-version", "deep-nesting", "huge-int"],
 )
 def test_bad_json_becomes_a_dead_letter(value, error_class, reason) -> None:
-    reasons: list[str] = []
-    dead = decode_json(value, max_bytes=MAX_MESSAGE_BYTES, on_dead_letter=reasons.append)
+    dead = decode_json(value, max_bytes=MAX_MESSAGE_BYTES)
     assert isinstance(dead, DeadLetter)
     assert (dead.error_class, dead.source, dead.partition, dead.offset, dead.key, dead.value) == (
         error_class, "events", 2, 41, b"k", value)
     assert reason in dead.message
-    assert reasons == [error_class]
 
 
 @pytest.mark.parametrize("size", [2001, 1_040_000, 10_000_000])
@@ -89,9 +87,8 @@ def test_an_oversize_value_becomes_a_dead_letter_cut_to_fit_with_its_size_and_ha
     keeps its first bytes and says how large it was and what its SHA-256 is."""
     limit = 2000 if size == 2001 else MAX_MESSAGE_BYTES
     value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
-    reasons: list[str] = []
-    dead = decode_json(value, max_bytes=limit, on_dead_letter=reasons.append)
-    assert isinstance(dead, DeadLetter) and reasons == ["OversizeMessageError"]
+    dead = decode_json(value, max_bytes=limit)
+    assert isinstance(dead, DeadLetter) and dead.error_class == "OversizeMessageError"
     assert f"{size} bytes exceeds the {limit}-byte limit" in dead.message
     assert (dead.source, dead.partition, dead.offset, dead.key) == ("events", 2, 41, b"k")
     assert dead.value is not None and value.startswith(dead.value) and 0 < len(dead.value) < limit
@@ -118,7 +115,7 @@ def test_bad_avro_becomes_a_dead_letter(client) -> None:
         nan: "EventError",
     }
     for value, error_class in cases.items():
-        dead = decode_record(value, None, source="events", partition=0, offset=1, fmt="avro", deserializer=d)
+        dead = record_decoder("avro", d)(value, None, "events", 0, 1)
         assert isinstance(dead, DeadLetter) and dead.error_class == error_class and dead.value == value
 
 
@@ -141,13 +138,10 @@ def test_mixed_batch_decodes_every_valid_record_and_dead_letters_the_rest(client
         + [("avro-in", v, None) for v in garbage[:2] + unknown_ids + truncated]
         + [("json-in", v, None) for v in garbage[2:]]
     )
-    reasons: Counter[str] = Counter()
-    fmts = {"avro-in": "avro", "json-in": "json"}
     d = AvroDeserializer(client)
+    decoders = {"avro-in": record_decoder("avro", d), "json-in": record_decoder("json")}
     results = [
-        decode_record(value, f"key{i}".encode(), source=src, partition=i % 3, offset=100 + i, fmt=fmts[src],
-                      deserializer=d, on_dead_letter=lambda r: reasons.update([r]))
-        for i, (src, value, _) in enumerate(batch)
+        decoders[src](value, f"key{i}".encode(), src, i % 3, 100 + i) for i, (src, value, _) in enumerate(batch)
     ]
     for i, ((src, value, event_id), result) in enumerate(zip(batch, results)):
         if event_id is not None:
@@ -158,16 +152,17 @@ def test_mixed_batch_decodes_every_valid_record_and_dead_letters_the_rest(client
             assert (result.source, result.partition, result.offset) == (src, i % 3, 100 + i)
             assert (result.key, result.value) == (f"key{i}".encode(), value)
     invalid = sum(1 for _, _, eid in batch if eid is None)
-    assert sum(reasons.values()) == invalid == sum(isinstance(r, DeadLetter) for r in results)
+    reasons = Counter(r.error_class for r in results if isinstance(r, DeadLetter))
+    assert sum(reasons.values()) == invalid
     assert reasons == Counter(
         {"WireFormatError": 2, "UnknownSchemaError": 2, "AvroDecodeError": 2, "InvalidJsonError": 2})
 
 
 def test_misuse_is_a_programming_error_not_a_dead_letter() -> None:
     with pytest.raises(ValueError, match="fmt must be"):
-        decode_record(b"{}", None, source="s", partition=0, offset=0, fmt="xml")  # type: ignore[arg-type]
+        record_decoder("xml")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="needs a deserializer"):
-        decode_record(b"{}", None, source="s", partition=0, offset=0, fmt="avro")
+        record_decoder("avro")
 
 
 def test_unreachable_registry_applies_backpressure_not_dead_letters() -> None:
@@ -179,12 +174,11 @@ def test_unreachable_registry_applies_backpressure_not_dead_letters() -> None:
             raise ConnectionError("connection refused")
 
     slept: list[float] = []
-    reasons: list[str] = []
     decode = SerdeConfig("avro", "mock://unused", registry_retry_attempts=3, registry_retry_base_ms=50).decoder(
-        client=Down(), sleep=slept.append, on_dead_letter=reasons.append)  # type: ignore[arg-type]
+        client=Down(), sleep=slept.append)  # type: ignore[arg-type]
     with pytest.raises(RegistryUnavailableError, match="after 3 attempts"):
         decode(b"\x00\x00\x00\x00\x01\x02", None, source="events", partition=0, offset=5)
-    assert Down.calls == 3 and slept == [0.05, 0.1] and reasons == []
+    assert Down.calls == 3 and slept == [0.05, 0.1]
 
 
 # --- configuration -----------------------------------------------------------
@@ -252,7 +246,6 @@ def test_json_upcasting_and_avro_resolution_agree(case) -> None:
     record = {**BASE, **fields}
     client = registry_client("mock://test-decoding-agree")
     avro = AvroSerializer(client, user_event_schema(version)).serialize(record, f"events-v{version}")
-    from_avro = decode_record(avro, None, source="a", partition=0, offset=0, fmt="avro",
-                              deserializer=AvroDeserializer(client))
+    from_avro = record_decoder("avro", AvroDeserializer(client))(avro, None, "a", 0, 0)
     from_json = decode_json(json_bytes({"schema_version": version, **record}))
     assert isinstance(from_avro, Event) and from_avro == from_json

@@ -11,13 +11,13 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from eventio.deadletter import DeadLetter
-from eventio.decoding import decode_record
+from eventio.decoding import record_decoder
 from eventio.event import Event
 from tests.decoding_reference import MAX_DEPTH, reference_decode
 
 
 def decoded(value: bytes) -> tuple[Any, ...]:
-    result = decode_record(value, None, source="ref", partition=0, offset=1)
+    result = record_decoder()(value, None, "ref", 0, 1)
     if isinstance(result, DeadLetter):
         assert result.value == value
         return ("dead", result.error_class, result.message)

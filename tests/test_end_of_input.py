@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.end_of_input import FireAtEndOfInput
-from operators.eventtime import MAX_WATERMARK
-from operators.triggers import CountOrTimeoutTrigger, CountTrigger, EventTimeTrigger
-from operators.window_operator import Aggregate, WindowOperator
-from operators.windows import GlobalWindows, TumblingEventTimeWindows
+from operators.time.eventtime import MAX_WATERMARK
+from operators.windows.assigners import GlobalWindows, TumblingEventTimeWindows
+from operators.windows.end_of_input import FireAtEndOfInput
+from operators.windows.functions import Aggregate
+from operators.windows.operator import WindowOperator
+from operators.windows.triggers import CountOrTimeoutTrigger, CountTrigger, EventTimeTrigger
 
 Op = tuple[str, int, int]
 """(key, processing-time advance in ms, value)."""
@@ -130,3 +131,9 @@ def test_event_time_windows_keep_their_own_firings() -> None:
 def test_only_triggers_are_accepted() -> None:
     with pytest.raises(TypeError):
         FireAtEndOfInput("count")  # type: ignore[arg-type]
+
+
+def test_a_processing_time_trigger_inside_still_needs_a_clock() -> None:
+    with pytest.raises(ValueError, match="give a clock"):
+        WindowOperator(GlobalWindows(), trigger=FireAtEndOfInput(CountOrTimeoutTrigger(3, 1000)),
+                       aggregate=Aggregate.count(), clock=None)

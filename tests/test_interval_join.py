@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.eventtime import MAX_WATERMARK
-from operators.interval_join import IntervalJoin, effective_bounds
+from operators.joins.interval_join import IntervalJoin, effective_bounds
+from operators.time.eventtime import MAX_WATERMARK
 from tests.join_reference import (
     Event,
     all_pairs,

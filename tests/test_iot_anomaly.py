@@ -17,8 +17,8 @@ from eventio import generators
 from eventio.broker import EmbeddedBroker
 from eventio.demo import read_topic
 from flows.iot_anomaly import DeviceBaseline, build
-from operators.keyed_process import KeyedProcess
-from operators.window_operator import WindowResult
+from operators.process.keyed_process import KeyedProcess
+from operators.windows.results import WindowResult
 from tests.windowing_reference import Reference, Spec
 from tests.flow_files import run_on_files
 

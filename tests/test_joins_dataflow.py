@@ -14,12 +14,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
-from operators.broadcast_state import BroadcastContext, KeyedBroadcastContext, KeyedBroadcastProcessFunction
-from operators.co_process import Collector, Context, KeyedCoProcessFunction
-from operators.eventtime import MAX_WATERMARK, BoundedOutOfOrderness
-from operators.joins import broadcast_process, co_process, interval_join, window_join
-from operators.window_operator import WindowResult
-from operators.windows import TumblingEventTimeWindows
+from operators.joins.wiring import broadcast_process, co_process, interval_join, window_join
+from operators.process.broadcast_state import BroadcastContext, KeyedBroadcastContext, KeyedBroadcastProcessFunction
+from operators.process.co_process import Collector, Context, KeyedCoProcessFunction
+from operators.time.eventtime import BoundedOutOfOrderness, MAX_WATERMARK
+from operators.windows.assigners import TumblingEventTimeWindows
+from operators.windows.results import WindowResult
 from tests.join_reference import all_pairs
 
 Item = tuple[str, int, str]

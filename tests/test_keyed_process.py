@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.co_process import Collector, Context, TimeDomain
-from operators.eventtime import MAX_WATERMARK
-from operators.keyed_process import KeyedProcess, KeyedProcessFunction
+from operators.process.co_process import Collector, Context, TimeDomain
+from operators.process.keyed_process import KeyedProcess, KeyedProcessFunction
+from operators.time.eventtime import MAX_WATERMARK
 
 TTL = 100
 

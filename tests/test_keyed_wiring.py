@@ -18,8 +18,8 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK, BoundedOutOfOrderness, EventTimeLogic
-from operators.keyed import keyed_event_time
+from operators.runtime.keyed import keyed_event_time
+from operators.time.eventtime import BoundedOutOfOrderness, EventTimeLogic, MAX_WATERMARK, MIN_WATERMARK
 
 BOUND = 5
 

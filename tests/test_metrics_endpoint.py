@@ -39,8 +39,8 @@ from eventio import metrics
 from eventio.config import IOConfig
 from eventio.event import Event
 from eventio.flowio import read_events, require, write_dead_letters
-from operators.eventtime import BoundedOutOfOrderness, EventTimeLogic
-from operators.keyed import keyed_event_time
+from operators.runtime.keyed import keyed_event_time
+from operators.time.eventtime import BoundedOutOfOrderness, EventTimeLogic
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP = "metrics_probe"

@@ -28,7 +28,7 @@ from flows.multi_tenant import (
     load_tenant_configs,
     parse_tenant_config,
 )
-from operators.broadcast_state import KeyedBroadcastProcess
+from operators.process.broadcast_state import KeyedBroadcastProcess
 from tests.flow_files import read_jsonl
 
 T0 = 1_800_000_000_000

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
-from operators.eventtime import MAX_WATERMARK
-from operators.nfa import NFA, KeyState, compile_pattern, export_states, import_states
-from operators.patterns import IterativeCondition, Pattern, SkipStrategy
+from operators.cep.nfa import KeyState, NFA, compile_pattern, export_states, import_states
+from operators.cep.patterns import IterativeCondition, Pattern, SkipStrategy
+from operators.time.eventtime import MAX_WATERMARK
 from tests.cep_recipes import (
     Recipe,
     _replace,

@@ -21,7 +21,7 @@ from eventio.decoding import SerdeConfig
 from eventio.event import Event
 from eventio.kafka_source import DecodingKafkaSource, adopted_partitions
 from eventio.partition_discovery import PartitionDiscovery, TopicSelection, owner_of
-from operators.eventtime import ChannelWatermarks
+from operators.time.eventtime import ChannelWatermarks
 from recovery.directories import init
 from tests.exactly_once_harness import (
     FLOW,

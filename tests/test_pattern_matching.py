@@ -15,9 +15,9 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from eventio.generators import fraud
-from operators.eventtime import BoundedOutOfOrderness
-from operators.pattern_matching import match_pattern
-from operators.patterns import MalformedPatternError, Pattern
+from operators.cep.patterns import MalformedPatternError, Pattern
+from operators.cep.wiring import match_pattern
+from operators.time.eventtime import BoundedOutOfOrderness
 
 MINUTE = 60_000
 Record = dict[str, Any]

@@ -6,15 +6,8 @@ from typing import Any, Callable
 
 import pytest
 
-from operators.nfa import NFA, compile_pattern
-from operators.patterns import (
-    Contiguity,
-    IterativeCondition,
-    Link,
-    MalformedPatternError,
-    Pattern,
-    SkipStrategy,
-)
+from operators.cep.nfa import NFA, compile_pattern
+from operators.cep.patterns import Contiguity, IterativeCondition, Link, MalformedPatternError, Pattern, SkipStrategy
 
 
 def matches(pattern: Pattern, events: list[Any]) -> list[dict[str, list[Any]]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from operators.eventtime import MAX_WATERMARK
-from operators.timer_wheel import SLOT_BITS, TimerWheel
+from operators.time.eventtime import MAX_WATERMARK
+from operators.time.timer_wheel import SLOT_BITS, TimerWheel
 
 SLOT = 1 << SLOT_BITS
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.token_bucket import TokenBucket
+from operators.process.token_bucket import TokenBucket
 
 
 def simulate(rate_milli: int, burst: int, moves: list[int]) -> list[bool]:

@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.eventtime import MAX_WATERMARK
-from operators.window_join import WindowJoin
-from operators.window_operator import WindowResult
-from operators.windows import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
+from operators.joins.window_join import WindowJoin
+from operators.time.eventtime import MAX_WATERMARK
+from operators.windows.assigners import EventTimeSessionWindows, SlidingEventTimeWindows, TumblingEventTimeWindows
+from operators.windows.results import WindowResult
 from tests.join_reference import Event, watermarks_before, window_join_pairs
 
 settings.register_profile("window_join", max_examples=200, deadline=None)

@@ -9,24 +9,11 @@ from typing import Any, Optional
 
 import pytest
 
-from operators.eventtime import MAX_WATERMARK
-from operators.triggers import (
-    CONTINUE,
-    FIRE,
-    CountOrTimeoutTrigger,
-    CountTrigger,
-    EventTimeTrigger,
-    ProcessingTimeTrigger,
-    PurgingTrigger,
-    Trigger,
-    TriggerContext,
-    TriggerResult,
-)
-from operators.window_operator import Aggregate, AggregateFunction, WindowOperator, WindowResult
-from operators.windows import (
-    GLOBAL_WINDOW,
+from operators.time.eventtime import MAX_WATERMARK
+from operators.windows.assigners import (
     CalendarWindows,
     EventTimeSessionWindows,
+    GLOBAL_WINDOW,
     GlobalWindows,
     ProcessingTimeSessionWindows,
     SlidingEventTimeWindows,
@@ -34,6 +21,21 @@ from operators.windows import (
     TumblingProcessingTimeWindows,
     Window,
     WindowAssigner,
+)
+from operators.windows.functions import Aggregate, AggregateFunction
+from operators.windows.operator import WindowOperator
+from operators.windows.results import WindowResult
+from operators.windows.triggers import (
+    CONTINUE,
+    CountOrTimeoutTrigger,
+    CountTrigger,
+    EventTimeTrigger,
+    FIRE,
+    ProcessingTimeTrigger,
+    PurgingTrigger,
+    Trigger,
+    TriggerContext,
+    TriggerResult,
 )
 
 
@@ -373,6 +375,59 @@ def test_custom_assigner_with_no_window_drops_unless_behind() -> None:
     assert side(core, "late") == [("a", "behind")]
 
 
+class EveryOtherTenStart(TumblingEventTimeWindows):
+    """Tumbling windows of 10 whose starts are shifted by 5: a user rule."""
+
+    def last_start(self, ts: int) -> int:
+        return ts - (ts - 5) % 10
+
+    def starts(self, ts: int) -> range:
+        return range(self.last_start(ts), ts - self.size_ms, -self.slide_ms)
+
+
+class ShiftedSliding(SlidingEventTimeWindows):
+    """Sliding windows that keep only the latest window of each element."""
+
+    def starts(self, ts: int) -> range:
+        return range(self.last_start(ts), self.last_start(ts) - 1, -self.slide_ms)
+
+
+class GapByKind(EventTimeSessionWindows):
+    """A fixed gap of 5, except 20 for elements marked "long"."""
+
+    def gap(self, value: Any) -> int:
+        return 20 if value == "long" else 5
+
+
+@pytest.mark.parametrize(
+    "assigner, events, expected",
+    [
+        (EveryOtherTenStart(10), [1, 4, 6, 14, 16], [(-5, 5, 2), (5, 15, 2), (15, 25, 1)]),
+        (ShiftedSliding(20, 10), [1, 12, 25], [(0, 20, 1), (10, 30, 1), (20, 40, 1)]),
+        (GapByKind.with_gap(5), [(0, "long"), (15, "short"), (30, "short")], [(0, 20, 2), (30, 35, 1)]),
+    ],
+)
+def test_an_assigner_subclass_gets_windows_by_its_override(assigner: WindowAssigner, events: list[Any],
+                                                            expected: list[tuple[int, int, int]]) -> None:
+    core = WindowOperator(assigner, aggregate=Aggregate.count())
+    for event in events:
+        ts, value = event if isinstance(event, tuple) else (event, event)
+        feed(core, "a", ts, value)
+    core.on_watermark(MAX_WATERMARK)
+    assert sorted((start, end, n) for _, start, end, n, _ in results(core)) == expected
+
+
+def test_an_assigner_owns_its_default_trigger() -> None:
+    class EveryTwo(TumblingEventTimeWindows):
+        def default_trigger(self) -> Trigger:
+            return CountTrigger(2)
+
+    core = WindowOperator(EveryTwo(10), aggregate=Aggregate.count())
+    for ts in (1, 2, 3):
+        feed(core, "a", ts, ts)
+    assert results(core) == [("a", 0, 10, 2, False)]
+
+
 # --- window functions -------------------------------------------------------------
 
 
@@ -626,18 +681,3 @@ def test_deferred_sessions_fire_at_the_path_value_and_before_their_keys_next_ele
     core.advance(MAX_WATERMARK)
     assert [(r.key, r.window_start, r.value) for _, (_, r) in core.emitted[3:]] == [("b", 9, 1)]
 
-
-def test_a_session_snapshot_from_before_the_timer_wheel_restores() -> None:
-    """Snapshots used to hold the timer index too; the wheel is rebuilt from
-    each key's due time, so a recovery store written then still resumes."""
-    from operators.window_operator import _TimerIndex
-
-    core = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
-    feed(core, "a", 0, 1)
-    feed(core, "b", 3, 1, wm=1)
-    engine, (keys, count, _), _ = core.snapshot()
-    resumed = WindowOperator(EventTimeSessionWindows.with_gap(5), aggregate=Aggregate.count())
-    resumed.restore(pickle.loads(pickle.dumps((engine, (keys, _TimerIndex(), count)))))
-    resumed.watermark = 1
-    resumed.on_watermark(MAX_WATERMARK)
-    assert sorted(results(resumed)) == [("a", 0, 5, 1, False), ("b", 3, 8, 1, False)]

@@ -15,21 +15,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK
-from operators.triggers import (
-    CountOrTimeoutTrigger,
-    CountTrigger,
-    EventTimeTrigger,
-    PurgingTrigger,
-    Trigger,
-)
-from operators.window_operator import Aggregate, WindowOperator
-from operators.windows import (
+from operators.time.eventtime import MAX_WATERMARK, MIN_WATERMARK
+from operators.windows.assigners import (
     EventTimeSessionWindows,
     SlidingEventTimeWindows,
     TumblingEventTimeWindows,
     WindowAssigner,
 )
+from operators.windows.functions import Aggregate
+from operators.windows.operator import WindowOperator
+from operators.windows.triggers import CountOrTimeoutTrigger, CountTrigger, EventTimeTrigger, PurgingTrigger, Trigger
 from tests.windowing_reference import Reference, Spec
 
 PROPERTY = settings(
@@ -218,7 +213,7 @@ def test_snapshot_restore_mid_stream_matches_reference(
 def run_sharded(
     spec: Spec, stream: list[Event], general: bool, shards: int, batch: int, deferred: bool = False
 ) -> list[Harness]:
-    """Drive one core per shard as `operators.keyed` does: each element is
+    """Drive one core per shard as `operators.runtime.keyed` does: each element is
     stamped with the watermark before it and its shard advances to the stamp
     just before it (`advance_deferred` when `deferred`); every shard hears
     the batch's last watermark at the end of the batch, then flushes; both

@@ -17,14 +17,11 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from operators.eventtime import BoundedOutOfOrderness
-from operators.triggers import CountTrigger, PurgingTrigger, TriggerResult
-from operators.window_operator import Aggregate, WindowResult
-from operators.windowing import count_window, window
-from operators.windows import (
-    GLOBAL_WINDOW,
+from operators.time.eventtime import BoundedOutOfOrderness
+from operators.windows.assigners import (
     CalendarWindows,
     EventTimeSessionWindows,
+    GLOBAL_WINDOW,
     GlobalWindows,
     InvalidElement,
     SlidingEventTimeWindows,
@@ -32,6 +29,10 @@ from operators.windows import (
     Window,
     merge_overlapping,
 )
+from operators.windows.functions import Aggregate
+from operators.windows.results import WindowResult
+from operators.windows.triggers import CountTrigger, PurgingTrigger, TriggerResult
+from operators.windows.wiring import count_window, window
 from tests.windowing_reference import Reference, Spec, windows_of
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from typing import Any, Optional
 
-from operators.eventtime import MAX_WATERMARK
+from operators.time.eventtime import MAX_WATERMARK
 
 SLOT_BITS = 10
 """Slots of 1,024 ms: at a few thousand timers per second of event time a

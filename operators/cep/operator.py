@@ -1,6 +1,6 @@
 """The CEP operator core: Flink's `CepOperator` as an `EventTimeLogic`.
 
-Plain Python, no Bytewax (the wiring is `operators/pattern_matching.py`).
+Plain Python, no Bytewax (the wiring is `operators/cep/wiring.py`).
 
 Event time (default). An element with a timestamp at or below the current
 watermark is late and goes to the `late` port as `(key, element)`. Others are
@@ -29,9 +29,9 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from operators.eventtime import MAX_WATERMARK, Clock, EventTimeLogic
-from operators.nfa import NFA, KeyState, Match, compile_pattern, export_states, import_states
-from operators.patterns import Pattern
+from operators.cep.nfa import KeyState, Match, NFA, compile_pattern, export_states, import_states
+from operators.cep.patterns import Pattern
+from operators.time.eventtime import Clock, EventTimeLogic, MAX_WATERMARK
 
 PORTS = ("down", "late", "timed_out", "errors")
 

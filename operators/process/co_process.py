@@ -32,7 +32,7 @@ from enum import Enum
 from heapq import heapify, heappop, heappush
 from typing import Any, Callable, Generic, Iterable, Optional, TypeVar
 
-from operators.eventtime import Clock, EventTimeLogic
+from operators.time.eventtime import Clock, EventTimeLogic
 
 L = TypeVar("L")
 R = TypeVar("R")
@@ -306,18 +306,3 @@ class KeyedCoProcess(KeyedFunctionRuntime):
     def on_timer(self, ts: int, ctx: Context, out: Collector) -> None:
         self.function.on_timer(ts, ctx, out)
 
-
-class CombineLatest(KeyedCoProcessFunction[Any, Any]):
-    """Keeps the latest value of each side per key and emits
-    `(latest_left, latest_right)` on every element; a side not seen yet is
-    None."""
-
-    def process_element1(self, value: Any, ctx: Context, out: Collector) -> None:
-        state = ctx.state
-        state["left"] = value
-        out.collect((value, state.get("right")))
-
-    def process_element2(self, value: Any, ctx: Context, out: Collector) -> None:
-        state = ctx.state
-        state["right"] = value
-        out.collect((state.get("left"), value))

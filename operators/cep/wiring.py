@@ -2,8 +2,8 @@
 
 A thin wrapper: it compiles the pattern once while the dataflow is built (so
 a malformed pattern fails there, not at run time) and runs one
-`operators.cep.CepOperator` per shard through
-`operators.keyed.keyed_event_time`. The input is a keyed stream of
+`operators.cep.operator.CepOperator` per shard through
+`operators.runtime.keyed.keyed_event_time`. The input is a keyed stream of
 `(key, event)`; patterns match per key.
 
     alerts = match_pattern(
@@ -23,10 +23,10 @@ from typing import Any, Callable, Optional, Unpack
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
-from operators.cep import PORTS, CepOperator, Enrich, Select, SelectTimedOut
-from operators.eventtime import WatermarkGenerator
-from operators.keyed import Wiring, keyed_event_time, system_clock_ms
-from operators.patterns import Pattern
+from operators.cep.operator import CepOperator, Enrich, PORTS, Select, SelectTimedOut
+from operators.cep.patterns import Pattern
+from operators.runtime.keyed import Wiring, keyed_event_time, system_clock_ms
+from operators.time.eventtime import WatermarkGenerator
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def match_pattern(
     With `processing_time=True` events are matched on arrival and `within`
     counts processing time from the `clock` option. `enrich(key, event,
     context)` prepares each event just before matching, in matching order,
-    with per-key context kept in the snapshot (see `operators.cep.Enrich`).
+    with per-key context kept in the snapshot (see `operators.cep.operator.Enrich`).
     """
     if not processing_time and (timestamp_of is None or watermarks is None):
         raise ValueError(f"{step_id}: event-time matching needs timestamp_of and watermarks")

@@ -1,7 +1,7 @@
 """Bytewax operators for keyed event-time windows (Flink's `window(...)`).
 
-Thin wrappers: the semantics live in `operators/window_operator.py`, the
-sharding and watermark plumbing in `operators/keyed.py`. Example:
+Thin wrappers: the semantics live in `operators/windows/operator.py`, the
+sharding and watermark plumbing in `operators/runtime/keyed.py`. Example:
 
     out = window(
         "clicks_per_minute", keyed_clicks,
@@ -19,17 +19,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, Callable, Hashable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Unpack
 
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
 from eventio import metrics
-from operators.eventtime import Clock, WatermarkGenerator
-from operators.keyed import DEFAULT_SHARDS, keyed_event_time, system_clock_ms
-from operators.triggers import CountTrigger, PurgingTrigger, Trigger
-from operators.window_operator import AggregateFunction, ProcessWindowFunction, WindowOperator, WindowResult
-from operators.windows import GlobalWindows, WindowAssigner
+from operators.runtime.keyed import Wiring, keyed_event_time, system_clock_ms
+from operators.time.eventtime import WatermarkGenerator
+from operators.windows.assigners import GlobalWindows, WindowAssigner
+from operators.windows.functions import AggregateFunction, ProcessWindowFunction
+from operators.windows.operator import WindowOperator
+from operators.windows.results import WindowResult
+from operators.windows.triggers import CountTrigger, PurgingTrigger, Trigger
 
 PORTS = ("down", "late", "invalid")
 
@@ -65,19 +67,17 @@ def window(
     allowed_lateness_ms: int = 0,
     aggregate: Optional[AggregateFunction[Any, Any, Any]] = None,
     process: Optional[ProcessWindowFunction] = None,
-    shards: int = DEFAULT_SHARDS,
-    partition_of: Optional[Callable[[Any], Hashable]] = None,
-    expected_channels: Union[int, Callable[[], int]] = 1,
-    idle_timeout_ms: Optional[int] = None,
-    clock: Clock = system_clock_ms,
+    **wiring: Unpack[Wiring],
 ) -> WindowOut:
     """Window a keyed stream with Flink's semantics.
 
     `assigner`, `trigger`, `allowed_lateness_ms`, `aggregate` and `process` are
-    those of `WindowOperator`; `timestamp_of`, `watermarks`, `shards`,
-    `partition_of`, `expected_channels`, `idle_timeout_ms` and `clock` those
-    of `keyed_event_time`. A bad configuration raises at build time.
+    those of `WindowOperator`; `timestamp_of`, `watermarks` and the `Wiring`
+    options (`shards`, `partition_of`, `expected_channels`, `idle_timeout_ms`,
+    `clock`) those of `keyed_event_time`. A bad configuration raises at build
+    time.
     """
+    clock = wiring.get("clock", system_clock_ms)
 
     def logic() -> WindowOperator[Any]:
         return WindowOperator(
@@ -111,11 +111,7 @@ def window(
         logic=logic,
         ports=PORTS,
         observers={"down": count_firings},
-        shards=shards,
-        partition_of=partition_of,
-        expected_channels=expected_channels,
-        idle_timeout_ms=idle_timeout_ms,
-        clock=clock,
+        **wiring,
     )
     return WindowOut(streams["down"], streams["late"], streams["invalid"])  # type: ignore[arg-type]
 

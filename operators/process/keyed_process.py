@@ -1,7 +1,7 @@
 """Keyed process function: one keyed stream into a user function with per-key
 state and timers — a Python idiom of Flink's `KeyedProcessFunction`.
 
-The single-input sibling of `operators/co_process.py`, sharing its runtime
+The single-input sibling of `operators/process/co_process.py`, sharing its runtime
 (`KeyedFunctionRuntime`): `ctx.state` is a plain dict per key (freed when
 empty), `ctx.timer_service` registers event-time timers (fired once the
 watermark reaches them) and processing-time timers (fired once the injected
@@ -18,7 +18,7 @@ a time-to-live:
             if ctx.state.get("expires") == timestamp:
                 ctx.state.clear()
 
-Plain Python, no Bytewax import; run it with `operators.keyed.keyed_event_time`
+Plain Python, no Bytewax import; run it with `operators.runtime.keyed.keyed_event_time`
 (`logic=lambda: KeyedProcess(function, clock=clock)`).
 """
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Generic, Iterable, TypeVar
 
-from operators.co_process import Collector, Context, KeyedFunctionRuntime
-from operators.eventtime import Clock
+from operators.process.co_process import Collector, Context, KeyedFunctionRuntime
+from operators.time.eventtime import Clock
 
 V = TypeVar("V")
 

@@ -15,7 +15,7 @@ Each key keeps one buffer per side, ordered by timestamp, so finding join
 partners is two binary searches. Buffers are freed by the watermark with
 Flink's cleanup times: a left element is kept until the watermark passes
 `ts + max(upper, 0)`, a right element until it passes `ts + max(-lower, 0)`.
-Plain Python, no Bytewax import; `operators/joins.py` wires it into a dataflow.
+Plain Python, no Bytewax import; `operators/joins/wiring.py` wires it into a dataflow.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections import deque
 from heapq import heappop, heappush
 from typing import Any, Callable, Optional
 
-from operators.eventtime import EventTimeLogic
+from operators.time.eventtime import EventTimeLogic
 
 Select = Callable[[Any, Any], Any]
 """Builds the joined result from a left and a right element."""

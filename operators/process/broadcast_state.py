@@ -8,7 +8,7 @@ Every shard receives every broadcast element, in order, and hands it to
 in the same order, the broadcast state is the same in every shard; it is part
 of the shard's snapshot, so it survives recovery. Keyed elements go to
 `process_element(value, ctx, out)`, where `ctx.broadcast_state` is a read-only
-view and `ctx.state`, timers and side outputs work as in `operators/co_process.py`.
+view and `ctx.state`, timers and side outputs work as in `operators/process/co_process.py`.
 Plain Python, no Bytewax import.
 """
 
@@ -18,8 +18,8 @@ from abc import ABC, abstractmethod
 from types import MappingProxyType
 from typing import Any, Callable, Generic, Iterable, Mapping, TypeVar, cast
 
-from operators.co_process import Collector, Context, KeyedFunctionRuntime
-from operators.eventtime import Clock
+from operators.process.co_process import Collector, Context, KeyedFunctionRuntime
+from operators.time.eventtime import Clock
 
 E = TypeVar("E")
 B = TypeVar("B")

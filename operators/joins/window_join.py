@@ -3,8 +3,8 @@
 
 Flink builds the window join as a co-group over the union of both inputs,
 each element tagged with its input, run by the ordinary window operator; this
-module does the same with `operators/window_operator.py` and the assigners of
-`operators/windows.py`. When a window of a key fires, every (left, right) pair
+module does the same with `operators/windows/operator.py` and the assigners of
+`operators/windows/assigners.py`. When a window of a key fires, every (left, right) pair
 of that key and window is emitted as `("down", (key, WindowResult))` whose
 `value` is `select(left, right)` (default: the tuple), lefts in arrival order
 outer, rights inner. A window with elements of only one side emits nothing
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Optional, Sequence
 
-from operators.eventtime import Clock, EventTimeLogic
-from operators.interval_join import Select
-from operators.triggers import Trigger
-from operators.window_operator import WindowOperator
-from operators.windows import Window, WindowAssigner
+from operators.joins.interval_join import Select
+from operators.time.eventtime import Clock, EventTimeLogic
+from operators.windows.assigners import Window, WindowAssigner
+from operators.windows.operator import WindowOperator
+from operators.windows.triggers import Trigger
 
 
 def _pairs(select: Optional[Select]) -> Callable[[str, Window, list, int], Iterable[Any]]:

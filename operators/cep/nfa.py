@@ -38,15 +38,7 @@ from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Any, Callable, Mapping, Optional
 
-from operators.patterns import (
-    Condition,
-    Contiguity,
-    Link,
-    MalformedPatternError,
-    Pattern,
-    SkipKind,
-    SkipStrategy,
-)
+from operators.cep.patterns import Condition, Contiguity, Link, MalformedPatternError, Pattern, SkipKind, SkipStrategy
 
 LOOP, ENTER, AWAIT, PENDING = 0, 1, 2, 3
 STRICT, RELAXED, ANY = 0, 1, 2

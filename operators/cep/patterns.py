@@ -27,7 +27,7 @@ Several `where` calls are ANDed; `or_where` ORs with everything before it.
 
 Rules Flink checks when a method is called are checked here at the same
 moment; rules about the whole sequence are checked when the sequence is
-compiled (`operators.nfa.compile_pattern`). Both raise `MalformedPatternError`.
+compiled (`operators.cep.nfa.compile_pattern`). Both raise `MalformedPatternError`.
 """
 
 from __future__ import annotations

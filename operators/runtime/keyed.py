@@ -23,18 +23,10 @@ Keying by a fixed number of shards instead of by user key keeps the per-event
 cost independent of the number of keys: Bytewax builds and snapshots one logic
 per shard, not one per user. Shards are hashed with CRC-32 so a key lands in the
 same shard in every process and after every resume.
-
-Building a step also raises the process's cyclic-GC young-generation
-threshold to `STREAM_GC_THRESHOLD` (default 50,000; 0 keeps Python's 700):
-with millions of keys in state, frequent collections and the full passes they
-trigger cost more than the work (measured: tumbling windows at 1M keys, 105k
--> 200k events/s).
 """
 
 from __future__ import annotations
 
-import gc
-import os
 import pickle
 import time
 import zlib
@@ -49,12 +41,12 @@ from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from eventio import metrics, snapshots
-from operators.eventtime import (
-    MAX_WATERMARK,
-    MIN_WATERMARK,
+from operators.time.eventtime import (
     ChannelWatermarks,
     Clock,
     EventTimeLogic,
+    MAX_WATERMARK,
+    MIN_WATERMARK,
     WatermarkGenerator,
 )
 
@@ -82,14 +74,6 @@ class Wiring(TypedDict, total=False):
     expected_channels: Union[int, Callable[[], int], Sequence[Union[int, Callable[[], int]]]]
     idle_timeout_ms: int
     clock: Clock
-
-
-def tune_gc(env: Optional[dict[str, str]] = None) -> None:
-    """Raise the young-generation GC threshold once (see module docstring)."""
-    threshold = int((os.environ if env is None else env).get("STREAM_GC_THRESHOLD", "50000"))
-    first, second, third = gc.get_threshold()
-    if threshold > first:
-        gc.set_threshold(threshold, max(second, 20), max(third, 100))
 
 
 def system_clock_ms() -> int:
@@ -419,7 +403,6 @@ def keyed_event_time(
     """
     if not inputs:
         raise ValueError(f"{step_id}: at least one input stream is required")
-    tune_gc()
     if shards < 1:
         raise ValueError(f"{step_id}: shards must be >= 1, got {shards}")
     count = len(inputs)

@@ -29,7 +29,8 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable, ClassVar, NamedTuple, Optional, Sequence, Union
 from zoneinfo import ZoneInfo
 
-from operators.eventtime import MAX_WATERMARK, MIN_WATERMARK
+from operators.time.eventtime import MAX_WATERMARK, MIN_WATERMARK
+from operators.windows.triggers import EventTimeTrigger, NeverTrigger, ProcessingTimeTrigger, Trigger
 
 
 class Window(NamedTuple):
@@ -103,6 +104,12 @@ class WindowAssigner(ABC):
     @abstractmethod
     def assign(self, ts: int, value: Any, now_ms: int) -> Sequence[Window]:
         """The windows of an element with event time `ts` seen at `now_ms`."""
+
+    def default_trigger(self) -> Trigger:
+        """The trigger used when none is given (Flink's `getDefaultTrigger`):
+        fire when the watermark, or for processing-time windows the clock,
+        passes the window's max timestamp."""
+        return EventTimeTrigger() if self.is_event_time else ProcessingTimeTrigger()
 
     def merge_windows(self, windows: Sequence[Window]) -> list[tuple[Window, list[Window]]]:
         """Merge groups among `windows`: `(result, members)` per group."""
@@ -317,6 +324,10 @@ class GlobalWindows(WindowAssigner):
 
     def assign(self, ts: int, value: Any, now_ms: int) -> Sequence[Window]:
         return (GLOBAL_WINDOW,)
+
+    def default_trigger(self) -> Trigger:
+        """Never fires: the global window has no end."""
+        return NeverTrigger()
 
     def __repr__(self) -> str:
         return "GlobalWindows()"

@@ -2,7 +2,7 @@
 contract every keyed event-time operator core implements.
 
 Plain Python, no Bytewax import. The Bytewax wiring lives in
-`operators/keyed.py`; it computes watermarks per input channel (one channel per
+`operators/runtime/keyed.py`; it computes watermarks per input channel (one channel per
 source partition and input), tags every element with the watermark in force
 before it, and feeds one `EventTimeLogic` per shard of keys.
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from operators.windows import GlobalWindows, Window, WindowAssigner
+if TYPE_CHECKING:
+    from operators.windows.assigners import Window
 
 
 class TriggerResult(Enum):
@@ -314,13 +315,6 @@ class PurgingTrigger(Trigger):
         return f"PurgingTrigger({self.nested!r})"
 
 
-def default_trigger(assigner: WindowAssigner) -> Trigger:
-    """Flink's default trigger for `assigner`."""
-    if isinstance(assigner, GlobalWindows):
-        return NeverTrigger()
-    return EventTimeTrigger() if assigner.is_event_time else ProcessingTimeTrigger()
-
-
 __all__ = [
     "CONTINUE",
     "FIRE",
@@ -335,5 +329,4 @@ __all__ = [
     "Trigger",
     "TriggerContext",
     "TriggerResult",
-    "default_trigger",
 ]

@@ -1,11 +1,11 @@
 """Bytewax steps for two-input and broadcast operators: interval join, window
 join, keyed co-process and keyed broadcast process.
 
-Thin wrappers: each builds its core (`operators/interval_join.py`,
-`operators/window_join.py`, `operators/co_process.py`,
-`operators/broadcast_state.py`) once to validate its options when the
+Thin wrappers: each builds its core (`operators/joins/interval_join.py`,
+`operators/joins/window_join.py`, `operators/process/co_process.py`,
+`operators/process/broadcast_state.py`) once to validate its options when the
 dataflow is built, then runs one core per shard through
-`operators.keyed.keyed_event_time`. Inputs are keyed streams of
+`operators.runtime.keyed.keyed_event_time`. Inputs are keyed streams of
 `(key, value)`; both inputs of a step are keyed the same way. `timestamp_of`
 and `watermarks` are given once or as a `(left, right)` pair; further
 `keyed_event_time` options (`shards`, `partition_of`, `expected_channels`,
@@ -20,14 +20,14 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union, Unpack
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream
 
-from operators.broadcast_state import KeyedBroadcastProcess, KeyedBroadcastProcessFunction
-from operators.co_process import DOWN, KeyedCoProcess, KeyedCoProcessFunction, check_side_outputs
-from operators.eventtime import EventTimeLogic, WatermarkGenerator
-from operators.interval_join import IntervalJoin, Select
-from operators.keyed import Wiring, keyed_event_time, system_clock_ms
-from operators.triggers import Trigger
-from operators.window_join import WindowJoin
-from operators.windows import WindowAssigner
+from operators.joins.interval_join import IntervalJoin, Select
+from operators.joins.window_join import WindowJoin
+from operators.process.broadcast_state import KeyedBroadcastProcess, KeyedBroadcastProcessFunction
+from operators.process.co_process import DOWN, KeyedCoProcess, KeyedCoProcessFunction, check_side_outputs
+from operators.runtime.keyed import Wiring, keyed_event_time, system_clock_ms
+from operators.time.eventtime import EventTimeLogic, WatermarkGenerator
+from operators.windows.assigners import WindowAssigner
+from operators.windows.triggers import Trigger
 
 TimestampOf = Union[Callable[[Any], int], Sequence[Callable[[Any], int]]]
 Watermarks = Union[

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from operators.eventtime import MAX_WATERMARK
-from operators.triggers import FIRE_AND_PURGE, Trigger, TriggerContext, TriggerResult
-from operators.windows import Window
+from operators.time.eventtime import MAX_WATERMARK
+from operators.windows.assigners import Window
+from operators.windows.triggers import FIRE_AND_PURGE, Trigger, TriggerContext, TriggerResult
 
 
 class FireAtEndOfInput(Trigger):
@@ -30,6 +30,7 @@ class FireAtEndOfInput(Trigger):
         if not isinstance(nested, Trigger):
             raise TypeError(f"nested must be a Trigger, got {nested!r}")
         self.nested = nested
+        self.needs_clock = nested.needs_clock
 
     def on_element(self, value: Any, ts: int, window: Window, ctx: TriggerContext) -> TriggerResult:
         ctx.register_event_time_timer(MAX_WATERMARK)
