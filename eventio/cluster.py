@@ -21,7 +21,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from eventio.settings import ConfigurationError
 
@@ -206,3 +206,54 @@ def _positive(name: str, text: str) -> int:
 def exit_status(returncode: int) -> int:
     """A child's `Popen.returncode` as a shell exit status (signal `s` -> 128 + s)."""
     return 128 - returncode if returncode < 0 else returncode
+
+
+PROCESS_ENV = ("FLOWS_PROCESS", "FLOWS_PROCESSES", "FLOWS_OUTPUT_PARTS")
+"""What the runner tells each process: its id, the process count and the
+number of output files (the recovery partition count, fixed for a store)."""
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Output files of a process of `python -m flows run --processes`.
+
+    A file output `out.jsonl` becomes `parts` files `out.part-P.jsonl`, part
+    `P` written by process `P % processes` (as its recovery partition), so a
+    process writes what it produced to a file of its own instead of sending
+    every result to the one worker of a single file. `parts` stays the same
+    for a recovery store, so a resumed run on another process count finds
+    every file's stored length in a part it lists.
+    """
+
+    process: int
+    processes: int
+    parts: int
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Optional["OutputLayout"]:
+        """The layout the runner set, None outside it (a plain `bytewax.run`)."""
+        if not all(env.get(name) for name in PROCESS_ENV):
+            return None
+        return cls(*(int(env[name]) for name in PROCESS_ENV))
+
+    def env(self) -> dict[str, str]:
+        return dict(zip(PROCESS_ENV, map(str, (self.process, self.processes, self.parts))))
+
+    def paths(self, path: str) -> list[str]:
+        """Every part's file of output `path`, by part; `path` itself for one part."""
+        if self.parts == 1:
+            return [path]
+        stem, dot, suffix = path.rpartition(".")
+        if not dot or "/" in suffix:
+            stem, dot, suffix = path, "", ""
+        return [f"{stem}.part-{p}{dot}{suffix}" for p in range(self.parts)]
+
+    def local(self) -> list[int]:
+        """The parts this process writes."""
+        return [p for p in range(self.parts) if owner(p, self.processes) == self.process]
+
+    def written_to(self) -> int:
+        """The part this process's results go to: its first, or, for a
+        process beyond the part count, another process's."""
+        local = self.local()
+        return local[0] if local else self.process % self.parts

@@ -128,8 +128,10 @@ def run(name: str, options: Sequence[str]) -> int:
     return run_processes(name, planned)
 
 
-_CLUSTER_ENV = ("BYTEWAX_ADDRESSES", "BYTEWAX_PROCESS_ID", "BYTEWAX_HOSTFILE_PATH", "BYTEWAX_RECOVERY_DIRECTORY")
-"""Variables `bytewax.run` reads instead of `-i`/`-a`/`-r`; not passed on."""
+_CLUSTER_ENV = ("BYTEWAX_ADDRESSES", "BYTEWAX_PROCESS_ID", "BYTEWAX_HOSTFILE_PATH", "BYTEWAX_RECOVERY_DIRECTORY",
+                *cluster.PROCESS_ENV)
+"""Variables `bytewax.run` reads instead of `-i`/`-a`/`-r`, and the runner's
+own (`cluster.OutputLayout`): not passed on from the environment."""
 STOP_GRACE_S = 10.0
 """How long the other processes have to stop after one failed, before SIGKILL."""
 
@@ -143,6 +145,7 @@ def run_processes(name: str, planned: cluster.RunOptions) -> int:
 
         directories = cluster.prepare_recovery(planned.recovery, planned.processes,
                                                planned.recovery_parts or planned.processes, init_db_dir)
+    parts = len(cluster.partition_files(planned.recovery)) if planned.recovery is not None else planned.processes
     ports = [free_port() for _ in range(planned.processes)]
     commands = cluster.bytewax_commands(f"flows.{name}:flow", planned.bytewax, ports, directories, sys.executable)
     env = {k: v for k, v in os.environ.items() if k not in _CLUSTER_ENV}
@@ -157,7 +160,9 @@ def run_processes(name: str, planned: cluster.RunOptions) -> int:
         signal.signal(signum, forward)
     for k, argv in enumerate(commands):
         # Each child in a process group of its own: a Ctrl-C reaches it once, forwarded.
-        procs.append(subprocess.Popen(argv, env=env, process_group=0, preexec_fn=_die_with_parent))
+        layout = cluster.OutputLayout(k, planned.processes, parts)
+        procs.append(subprocess.Popen(argv, env={**env, **layout.env()}, process_group=0,
+                                      preexec_fn=_die_with_parent))
         print(f"flows: process {k} of {len(commands)} (pid {procs[-1].pid}): {' '.join(argv[1:])}",
               file=sys.stderr, flush=True)
     running = set(range(len(procs)))

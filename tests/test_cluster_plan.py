@@ -118,3 +118,26 @@ def test_partitions_stay_once_each_with_their_owner(parts: int, counts: list[int
             assert sorted(found) == list(range(parts))
             assert all(paths == [cluster.process_directory(root, p % n) / f"part-{p}.sqlite3"]
                        for p, paths in found.items())
+
+
+def test_output_files_are_one_per_part_written_by_its_process() -> None:
+    layout = cluster.OutputLayout(process=1, processes=2, parts=3)
+    assert layout.paths("out/results.jsonl") == [f"out/results.part-{p}.jsonl" for p in range(3)]
+    assert layout.paths("out.d/results") == [f"out.d/results.part-{p}" for p in range(3)]
+    assert (layout.local(), layout.written_to()) == ([1], 1)
+    assert cluster.OutputLayout(0, 2, 3).local() == [0, 2]
+    assert cluster.OutputLayout(2, 3, 2).written_to() == 0, "a process beyond the parts writes to another's"
+    assert cluster.OutputLayout(0, 1, 1).paths("out.jsonl") == ["out.jsonl"]
+    assert cluster.OutputLayout.from_env(layout.env()) == layout
+    assert cluster.OutputLayout.from_env({}) is None
+
+
+def test_a_batch_keyed_with_a_part_reaches_that_parts_file() -> None:
+    """Bytewax indexes `part_fn` into the sorted partitions of the cluster
+    (`part-10` sorts before `part-2`)."""
+    from eventio.flowio import JsonLinesSink
+
+    paths = cluster.OutputLayout(0, 1, 12).paths("out.jsonl")
+    sink = JsonLinesSink(paths, [0, 5])
+    assert sink.list_parts() == ["out.part-0.jsonl", "out.part-5.jsonl"]
+    assert all(sorted(paths)[sink.part_fn(str(p))] == paths[p] for p in range(12))
