@@ -132,6 +132,7 @@ _CLUSTER_ENV = ("BYTEWAX_ADDRESSES", "BYTEWAX_PROCESS_ID", "BYTEWAX_HOSTFILE_PAT
                 *cluster.PROCESS_ENV)
 """Variables `bytewax.run` reads instead of `-i`/`-a`/`-r`, and the runner's
 own (`cluster.OutputLayout`): not passed on from the environment."""
+FORWARDED = (signal.SIGINT, signal.SIGTERM)
 STOP_GRACE_S = 10.0
 """How long the other processes have to stop after one failed, before SIGKILL."""
 
@@ -156,8 +157,10 @@ def run_processes(name: str, planned: cluster.RunOptions) -> int:
             if proc.poll() is None:
                 proc.send_signal(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in FORWARDED:
         signal.signal(signum, forward)
+    # A signal while the processes start waits until all have started, then reaches all.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     for k, argv in enumerate(commands):
         # Each child in a process group of its own: a Ctrl-C reaches it once, forwarded.
         layout = cluster.OutputLayout(k, planned.processes, parts)
@@ -165,6 +168,7 @@ def run_processes(name: str, planned: cluster.RunOptions) -> int:
                                       preexec_fn=_die_with_parent))
         print(f"flows: process {k} of {len(commands)} (pid {procs[-1].pid}): {' '.join(argv[1:])}",
               file=sys.stderr, flush=True)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     running = set(range(len(procs)))
     while running:
         pid, wait_status = os.wait()
@@ -195,7 +199,9 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 def _die_with_parent() -> None:
     """In a child: SIGKILL it when the runner dies (Linux `PR_SET_PDEATHSIG`),
-    so a `kill -9` of the runner leaves no process of the cluster behind."""
+    so a `kill -9` of the runner leaves no process of the cluster behind;
+    and take the signals the runner blocks while starting."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     if sys.platform.startswith("linux"):
         import ctypes
 
