@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -67,17 +68,38 @@ def input_file(flow: str) -> Path:
     return path
 
 
-def whole_process(flow: str, quiet: bool = False) -> Result:
-    """`python -m bytewax.run flows.<flow>:flow` on the input file, spawn to
-    exit; with `quiet`, without the progress lines (`QUIET=true`)."""
-    source = input_file(flow)
-    lines = _count_lines(source)
+def split_by_user(flow: str, files: int) -> list[Path]:
+    """The flow's input split into `files` files by user (each user's events
+    in one file, in order), generated on first use."""
+    paths = [DATA / f"{flow}-{EVENTS}-by-user-{k}-of-{files}.jsonl" for k in range(files)]
+    if not all(p.exists() for p in paths):
+        whole = input_file(flow)
+        partials = [p.with_suffix(".partial") for p in paths]
+        outs = [p.open("wb") for p in partials]
+        with whole.open("rb") as source:
+            for line in source:
+                outs[zlib.crc32(json.loads(line)["user_id"].encode()) % files].write(line)
+        for out, partial, path in zip(outs, partials, paths):
+            out.close()
+            partial.rename(path)
+    return paths
+
+
+def whole_process(flow: str, quiet: bool = False, files: int = 1, options: tuple[str, ...] = ()) -> Result:
+    """`python -m bytewax.run flows.<flow>:flow OPTIONS` (with `--processes N`:
+    `python -m flows run <flow> OPTIONS`, N processes) on the input file, or
+    on it split into `files` files by user, spawn to exit; with `quiet`,
+    without the progress lines (`QUIET=true`)."""
+    sources = [input_file(flow)] if files == 1 else split_by_user(flow, files)
+    lines = sum(map(_count_lines, sources))
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "INPUT_PATH": str(source), "QUIET": str(quiet).lower(),
-               "OUTPUT_PATH": f"{tmp}/out.jsonl", "LATE_OUTPUT_PATH": f"{tmp}/out.late.jsonl",
-               "ERROR_OUTPUT_PATH": f"{tmp}/out.dlq.jsonl"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "INPUT_PATH": ",".join(map(str, sources)),
+               "QUIET": str(quiet).lower(), "OUTPUT_PATH": f"{tmp}/out.jsonl",
+               "LATE_OUTPUT_PATH": f"{tmp}/out.late.jsonl", "ERROR_OUTPUT_PATH": f"{tmp}/out.dlq.jsonl"}
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "eventio.run", f"flows.{flow}:flow"], env=env, cwd=tmp,
+        command = (["-m", "flows", "run", flow] if "--processes" in options
+                   else ["-m", "eventio.run", f"flows.{flow}:flow"])
+        done = subprocess.run([sys.executable, *command, *options], env=env, cwd=tmp,
                               capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
@@ -112,6 +134,15 @@ for flow, (what, _) in INPUTS.items():
          baseline=f"file_floor_json_loads_{flow}", flow=flow)(whole_process)
 case("file_session_analytics_quiet", "file_session_analytics without the progress lines on stderr (QUIET=true)",
      baseline="file_session_analytics", flow="session_analytics", quiet=True)(whole_process)
+SPLIT_WHAT = "file_session_analytics on its input split into 2 files by user, quiet"
+case("file_session_analytics_2files_1_worker", f"{SPLIT_WHAT}, 1 process x 1 worker",
+     flow="session_analytics", quiet=True, files=2)(whole_process)
+case("file_session_analytics_2files_2_workers", f"{SPLIT_WHAT}, 1 process x 2 workers (-w 2)",
+     baseline="file_session_analytics_2files_1_worker", flow="session_analytics", quiet=True, files=2,
+     options=("-w", "2"))(whole_process)
+case("file_session_analytics_2files_2_processes", f"{SPLIT_WHAT}, python -m flows run --processes 2",
+     baseline="file_session_analytics_2files_1_worker", flow="session_analytics", quiet=True, files=2,
+     options=("--processes", "2"))(whole_process)
 
 
 def decode_floor(stdlib: bool) -> Result:

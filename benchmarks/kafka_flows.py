@@ -17,8 +17,8 @@ Registered cases (`python -m benchmarks.run kafka_`):
   times the broker alone under the same load.
 - `kafka_floor_{json_loads,record_decoder}`: decoding the same input values
   without Kafka or Bytewax, a limit for the flow's share of raw consume.
-- `kafka_session_analytics_3p_{1_worker,2_workers,2_processes}`: one worker
-  against two threads (`-w 2`) and two processes (`-i/-a`).
+- `kafka_session_analytics_{3p,4p}_{1_worker,2_workers,2_processes}`: one worker
+  against two threads (`-w 2`) and two processes (`python -m flows run --processes 2`).
 - `kafka_session_analytics_resume_{10k,100k,1m}_keys`: time for a resumed
   run to load N keys' open sessions and process its first event.
 
@@ -255,17 +255,16 @@ case("kafka_exactly_once_exactly_once",
 
 
 class FlowProcesses:
-    """`python -m bytewax.run TARGET ARGS` as `processes` cluster members
-    (`-i/-a` when more than one), each in its own process group; killed on
-    exit if still running."""
+    """`python -m eventio.run TARGET ARGS` (bytewax.run, GC tuned), or with `processes` above one
+    `python -m flows run NAME --processes N ARGS` (the cluster members die
+    with it), in its own process group; killed on exit if still running."""
 
     def __init__(self, target: str, args: list[str], env: dict[str, str], processes: int = 1) -> None:
-        base = [sys.executable, "-m", "eventio.run", target, *args]
         if processes > 1:
-            addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-            self.commands = [base + ["-i", str(i), "-a", addresses] for i in range(processes)]
+            name = target.removeprefix("flows.").removesuffix(":flow")
+            self.commands = [[sys.executable, "-m", "flows", "run", name, "--processes", str(processes), *args]]
         else:
-            self.commands = [base]
+            self.commands = [[sys.executable, "-m", "eventio.run", target, *args]]
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.log = tempfile.TemporaryFile()
@@ -464,6 +463,13 @@ case("kafka_session_analytics_3p_2_workers", f"{WORKERS_WHAT}, 1 process x 2 wor
      baseline="kafka_session_analytics_3p_1_worker", n=500_000, partitions=3, workers=2)(session_analytics_workers)
 case("kafka_session_analytics_3p_2_processes", f"{WORKERS_WHAT}, 2 processes x 1 worker (-i/-a)",
      baseline="kafka_session_analytics_3p_1_worker", n=500_000, partitions=3, processes=2)(session_analytics_workers)
+SCALE_WHAT = "flows.session_analytics Kafka to Kafka, 500,000 events, 4 input partitions, spawn to exit"
+case("kafka_session_analytics_4p_1_worker", f"{SCALE_WHAT}, 1 process x 1 worker",
+     n=500_000, partitions=4)(session_analytics_workers)
+case("kafka_session_analytics_4p_2_workers", f"{SCALE_WHAT}, 1 process x 2 workers (-w 2)",
+     baseline="kafka_session_analytics_4p_1_worker", n=500_000, partitions=4, workers=2)(session_analytics_workers)
+case("kafka_session_analytics_4p_2_processes", f"{SCALE_WHAT}, python -m flows run --processes 2",
+     baseline="kafka_session_analytics_4p_1_worker", n=500_000, partitions=4, processes=2)(session_analytics_workers)
 
 
 # --- 5. time to resume versus state size --------------------------------------

@@ -25,6 +25,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from eventio import metrics, progress, strict_json
 from eventio.bytewax_run import stop_run
+from eventio.cluster import OutputLayout
 from eventio.config import Destination, IOConfig
 from eventio.deadletter import DeadLetter
 from eventio.decoding import Decoder, SerdeConfig
@@ -324,8 +325,8 @@ def _unencodable(step_id: str, item: Any, ex: Exception, key_of: Optional[KeyOf]
                          key=None if key is None else key.encode("utf-8", "backslashreplace"))
 
 
-def _file_encoder(step_id: str, key_of: Optional[KeyOf],
-                  counted_as: str) -> Callable[[list[Any]], list[tuple[str, Encoded[bytes]]]]:
+def _file_encoder(step_id: str, key_of: Optional[KeyOf], counted_as: str,
+                  route: str) -> Callable[[list[Any]], list[tuple[str, Encoded[bytes]]]]:
     add = progress.TALLY.add
 
     def encode_batch(items: list[Any]) -> list[tuple[str, Encoded[bytes]]]:
@@ -338,7 +339,7 @@ def _file_encoder(step_id: str, key_of: Optional[KeyOf],
                 failed.append(_unencodable(step_id, item, ex, key_of))
         add(counted_as, len(lines))
         lines.append(b"")
-        return [("", Encoded(b"\n".join(lines) if len(lines) > 1 else b"", failed))]
+        return [(route, Encoded(b"\n".join(lines) if len(lines) > 1 else b"", failed))]
 
     return encode_batch
 
@@ -422,9 +423,10 @@ def write_json(
     output; records the broker refuses go to the dead-letter topic
     (`CheckedKafkaSink`)."""
     if to.path:
+        route, sink = _file_sink(up, step_id, to)
         encoded: Stream[Any] = op.flat_map_batch(f"{step_id}_encode", up,
-                                                 _file_encoder(step_id, key_of, counted_as or step_id))
-        op.output(step_id, encoded, _file_sink(up, step_id, to))
+                                                 _file_encoder(step_id, key_of, counted_as or step_id, route))
+        op.output(step_id, encoded, sink)
     else:
         assert to.topic is not None
         place = None if partitioner is None else placement(partitioner, PartitionCounts(cfg.kafka), to.topic)
@@ -435,11 +437,18 @@ def write_json(
     return op.flat_map_batch(f"{step_id}_unencodable", encoded, _failed_of)
 
 
-def _file_sink(up: Stream[Any], step_id: str, to: Destination) -> "JsonLinesSink":
-    """The file of `to`, refused if the recovery store was written to another."""
+def _file_sink(up: Stream[Any], step_id: str, to: Destination) -> tuple[str, "JsonLinesSink"]:
+    """The key that routes this process's batches to its own file, and the
+    sink of the file of `to`: one file, or under `python -m flows run
+    --processes` one per part (`OutputLayout`); refused if the recovery
+    store was written to others."""
     assert to.path is not None
-    check_parts(f"{up.flow().flow_id}.{step_id}", [to.path], to.setting.split(",")[0])
-    return JsonLinesSink(to.path)
+    layout = OutputLayout.from_env(os.environ)
+    paths = [to.path] if layout is None else layout.paths(to.path)
+    check_parts(f"{up.flow().flow_id}.{step_id}", paths, to.setting.split(",")[0])
+    if layout is None:
+        return "0", JsonLinesSink(paths, [0])
+    return str(layout.written_to()), JsonLinesSink(paths, layout.local())
 
 
 def _kafka_sink(cfg: IOConfig, to: Destination) -> CheckedKafkaSink:
@@ -460,10 +469,11 @@ def write_late(step_id: str, late: Stream[Event], cfg: IOConfig) -> Stream[DeadL
     return write_json(step_id, late, cfg, cfg.late_output, key_of=lambda e: e.user_id, counted_as=progress.LATE)
 
 
-def _dead_letter_encoder(to_file: bool, limit: int) -> Callable[[list[DeadLetter]], list[Any]]:
+def _dead_letter_encoder(route: Optional[str], limit: int) -> Callable[[list[DeadLetter]], list[Any]]:
     """Count dead letters by class and encode them, each cut to fit one Kafka
     record of `limit` bytes: one JSON line each for a file (which never
-    fails), original key and value bytes with provenance headers for Kafka."""
+    fails, keyed `route`), original key and value bytes with provenance
+    headers for Kafka (`route` None)."""
     counters: dict[str, Any] = {}
     add = progress.TALLY.add
 
@@ -477,8 +487,8 @@ def _dead_letter_encoder(to_file: bool, limit: int) -> Callable[[list[DeadLetter
                 counter = counters[letter.error_class] = metrics.DEAD_LETTERS.labels(letter.error_class)
             counter.inc()
         letters = [letter.fit(limit) for letter in letters]
-        if to_file:
-            return [("", Encoded(b"".join(d.to_json_bytes() + b"\n" for d in letters), []))]
+        if route is not None:
+            return [(route, Encoded(b"".join(d.to_json_bytes() + b"\n" for d in letters), []))]
         return [Encoded([(d.key, d.value, d.headers(), None) for d in letters], [])]
 
     return encode_batch
@@ -491,12 +501,9 @@ def write_dead_letters(step_id: str, errors: Stream[DeadLetter], cfg: IOConfig, 
     reason in headers)."""
     to = cfg.dead_letter_output
     merged = op.merge(f"{step_id}_merge", errors, *more) if more else errors
-    encoded = op.flat_map_batch(f"{step_id}_encode", merged,
-                                _dead_letter_encoder(bool(to.path), cfg.kafka.max_message_bytes))
-    if to.path:
-        op.output(step_id, encoded, _file_sink(errors, step_id, to))
-    else:
-        op.output(step_id, encoded, _kafka_sink(cfg, to))
+    route, sink = _file_sink(errors, step_id, to) if to.path else (None, _kafka_sink(cfg, to))
+    encoded = op.flat_map_batch(f"{step_id}_encode", merged, _dead_letter_encoder(route, cfg.kafka.max_message_bytes))
+    op.output(step_id, encoded, sink)
 
 
 class _JsonLinesSinkPartition(StatefulSinkPartition[Encoded[bytes], int]):
@@ -531,18 +538,23 @@ class _JsonLinesSinkPartition(StatefulSinkPartition[Encoded[bytes], int]):
 
 
 class JsonLinesSink(FixedPartitionedSink[Encoded[bytes], int]):
-    """Encoded batches (`("", Encoded)` items) appended to one file; a fresh
-    run starts it empty. Its state is the file's length, as Bytewax's
-    `FileSink` keeps it, so stores written with that sink resume."""
+    """Encoded batches (`(part, Encoded)` items) appended to the file
+    `paths[part]`; a fresh run starts it empty. This process lists the
+    files of its `local` parts, so a batch keyed with one of them is written
+    here. A file's state is its length, as Bytewax's `FileSink` keeps it, so
+    stores written with that sink resume."""
 
-    def __init__(self, path: str) -> None:
-        self._path = path
+    def __init__(self, paths: list[str], local: list[int]) -> None:
+        self._local = [paths[p] for p in local]
+        ordered = sorted(paths)
+        self._position = [ordered.index(path) for path in paths]
+        """Bytewax indexes `part_fn` into the cluster's sorted partitions."""
 
     def list_parts(self) -> list[str]:
-        return [self._path]
+        return self._local
 
     def part_fn(self, item_key: str) -> int:
-        return 0
+        return self._position[int(item_key)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Optional[int]) -> _JsonLinesSinkPartition:
         return _JsonLinesSinkPartition(for_part, resume_state)

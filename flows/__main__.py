@@ -4,9 +4,16 @@
     python -m flows describe NAME        # what it does, input, output, settings
     python -m flows check NAME           # validate the environment, print the resolved settings
     python -m flows run NAME [bytewax.run options]
+    python -m flows run NAME --processes N [--recovery-parts P] [bytewax.run options]
     python -m flows readme               # rewrite README.md's generated parts
 
-`run` is `python -m bytewax.run flows.NAME:flow [options]`, the same process.
+`run` is `python -m bytewax.run flows.NAME:flow [options]`, the same process;
+with `--processes N` it starts N cooperating `bytewax.run` processes on this
+machine (`eventio.cluster`: free ports, `-i`/`-a`, with `-r DIR` one
+recovery directory `DIR/process-K/` each, partitions moved to their owners
+when N changes; `--recovery-parts P`, default N, on first start only),
+forwards SIGINT and SIGTERM to them and exits with the first failure's
+status, stopping the others.
 A configuration problem ends `check` and `run` with its message and exit 2.
 """
 
@@ -19,11 +26,15 @@ import inspect
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Iterable, Optional, Sequence
 
+from eventio import cluster
+from eventio.broker import free_port
 from eventio.bytewax_run import EXIT_USAGE
 from eventio.flow_setup import SHARED_SETTINGS
 from eventio.settings import ConfigurationError, FlowSettings, Setting
@@ -106,11 +117,95 @@ def check(name: str) -> str:
     return "\n".join([f"flows.{name}: the settings are valid; resolved:", *rows])
 
 
-def run(name: str, options: Sequence[str]) -> None:
-    """Become `python -m bytewax.run flows.NAME:flow OPTIONS`."""
+def run(name: str, options: Sequence[str]) -> int:
+    """Become `python -m bytewax.run flows.NAME:flow OPTIONS`, or with
+    `--processes N` run N of them (`run_processes`)."""
     load(name)
+    planned = cluster.split_options(options)
     sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "bytewax.run", f"flows.{name}:flow", *options])
+    if planned is None:
+        os.execv(sys.executable, [sys.executable, "-m", "bytewax.run", f"flows.{name}:flow", *options])
+    return run_processes(name, planned)
+
+
+_CLUSTER_ENV = ("BYTEWAX_ADDRESSES", "BYTEWAX_PROCESS_ID", "BYTEWAX_HOSTFILE_PATH", "BYTEWAX_RECOVERY_DIRECTORY",
+                *cluster.PROCESS_ENV)
+"""Variables `bytewax.run` reads instead of `-i`/`-a`/`-r`, and the runner's
+own (`cluster.OutputLayout`): not passed on from the environment."""
+FORWARDED = (signal.SIGINT, signal.SIGTERM)
+STOP_GRACE_S = 10.0
+"""How long the other processes have to stop after one failed, before SIGKILL."""
+
+
+def run_processes(name: str, planned: cluster.RunOptions) -> int:
+    """Start the processes, forward SIGINT/SIGTERM to them, wait; the first
+    failure's exit status (the others stopped by SIGTERM), else 0."""
+    directories = None
+    if planned.recovery is not None:
+        from bytewax.recovery import init_db_dir
+
+        directories = cluster.prepare_recovery(planned.recovery, planned.processes,
+                                               planned.recovery_parts or planned.processes, init_db_dir)
+    parts = len(cluster.partition_files(planned.recovery)) if planned.recovery is not None else planned.processes
+    ports = [free_port() for _ in range(planned.processes)]
+    commands = cluster.bytewax_commands(f"flows.{name}:flow", planned.bytewax, ports, directories, sys.executable)
+    env = {k: v for k, v in os.environ.items() if k not in _CLUSTER_ENV}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    # A signal while the processes start waits until all have started, then reaches all.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    for k, argv in enumerate(commands):
+        # Each child in a process group of its own: a Ctrl-C reaches it once, forwarded.
+        layout = cluster.OutputLayout(k, planned.processes, parts)
+        procs.append(subprocess.Popen(argv, env={**env, **layout.env()}, process_group=0,
+                                      preexec_fn=_die_with_parent))
+        print(f"flows: process {k} of {len(commands)} (pid {procs[-1].pid}): {' '.join(argv[1:])}",
+              file=sys.stderr, flush=True)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    running = set(range(len(procs)))
+    while running:
+        pid, wait_status = os.wait()
+        done = next((k for k in running if procs[k].pid == pid), None)
+        if done is None:
+            continue
+        running.discard(done)
+        procs[done].returncode = code = os.waitstatus_to_exitcode(wait_status)
+        if code != 0:
+            status = cluster.exit_status(code)
+            print(f"flows: process {done} exited with status {status}; stopping the others",
+                  file=sys.stderr, flush=True)
+            _stop([procs[k] for k in running])
+            return status
+    return 0
+
+
+def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM `procs`, and SIGKILL those still running after `STOP_GRACE_S`."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _die_with_parent() -> None:
+    """In a child: SIGKILL it when the runner dies (Linux `PR_SET_PDEATHSIG`),
+    so a `kill -9` of the runner leaves no process of the cluster behind;
+    and take the signals the runner blocks while starting."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -123,7 +218,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for command, what in (("describe", "what a flow does, its input, output and settings"),
                           ("check", "validate the environment for a flow and print its resolved settings")):
         commands.add_parser(command, help=what).add_argument("name", metavar="NAME")
-    run_parser = commands.add_parser("run", help="run a flow: python -m bytewax.run flows.NAME:flow [options]",
+    run_parser = commands.add_parser("run", help="run a flow: python -m bytewax.run flows.NAME:flow [options]; "
+                                     "--processes N: N cooperating processes on this machine",
                                      add_help=False)
     run_parser.add_argument("name", metavar="NAME")
     run_parser.add_argument("options", nargs=argparse.REMAINDER, help="python -m bytewax.run options (-w, -r, ...)")
@@ -140,7 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.command == "readme":
             README.write_text(readme(README.read_text()))
         else:
-            run(args.name, args.options)
+            return run(args.name, args.options)
     except ConfigurationError as ex:
         print("\n".join(f"flows: {line}" for line in str(ex).splitlines()), file=sys.stderr)
         return EXIT_USAGE

@@ -14,9 +14,9 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
-
-from recovery.directories import inspect
+from typing import Callable
 
 EPOCH_S = 1
 
@@ -24,16 +24,48 @@ EPOCH_S = 1
 def _progress(recovery: Path) -> tuple[int, int, int] | None:
     """(execution number, resume epoch, highest worker frontier) of the latest
     execution that has recorded a frontier, or None if none has (or the store
-    is busy)."""
+    is busy). Reads every partition under `recovery`, also those split over
+    `process-K/` directories (`python -m flows run --processes`)."""
+    resume: dict[int, int] = {}
+    fronts: dict[int, int] = {}
     try:
-        info = inspect(recovery, snapshots=False)
+        for path in sorted(recovery.rglob("part-*.sqlite3")):
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1)) as db:
+                resume.update(db.execute("SELECT ex_num, resume_epoch FROM exs"))
+                for ex, frontier in db.execute("SELECT ex_num, MAX(worker_frontier) FROM fronts GROUP BY ex_num"):
+                    fronts[ex] = max(fronts.get(ex, frontier), frontier)
     except sqlite3.OperationalError:
         return None
-    ex = info.frontiers_execution
-    resume = {e["execution"]: e["resume_epoch"] for e in info.executions}
-    if ex is None or ex not in resume:
+    if not fronts or max(fronts) not in resume:
         return None
-    return ex, resume[ex], max(info.frontiers.values())
+    ex = max(fronts)
+    return ex, resume[ex], fronts[ex]
+
+
+def killed_mid_run(start: Callable[[], subprocess.Popen], kill: Callable[[subprocess.Popen], None],
+                   recovery: Path, epochs: int, jitter_s: float) -> bool:
+    """`start()` a run and `kill` it `jitter_s` after its execution has
+    completed `epochs` epochs past its resume point; False if it ended first
+    (an exit status other than 0 raises)."""
+    before = _progress(recovery)
+    proc = start()
+    while proc.poll() is None:
+        now = _progress(recovery)
+        if now is not None and (before is None or now[0] > before[0]) and now[2] >= now[1] + epochs:
+            time.sleep(jitter_s)
+            break
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        if proc.returncode != 0:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        return False
+    kill(proc)
+    return True
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def run_killed_and_resumed(flow: str, tmp_path: Path, *, seed: int, parts: int = 1, attempts: int = 6,
@@ -54,22 +86,11 @@ def run_killed_and_resumed(flow: str, tmp_path: Path, *, seed: int, parts: int =
     cmd = [sys.executable, "-m", "bytewax.run", f"flows.{flow}:flow", "-r", str(recovery), "-s", str(EPOCH_S), "-b", "0"]
     rnd = random.Random(seed)
     for kills in range(attempts):
-        before = _progress(recovery)
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         target, jitter_s = rnd.randint(*epochs), rnd.uniform(0, EPOCH_S)
         if kills == 0:
             target, jitter_s = epochs[0], jitter_s / 2
-        while proc.poll() is None:
-            now = _progress(recovery)
-            if now is not None and (before is None or now[0] > before[0]) and now[2] >= now[1] + target:
-                time.sleep(jitter_s)
-                break
-            time.sleep(0.02)
-        if proc.poll() is not None:
-            if proc.returncode != 0:
-                raise RuntimeError(f"{flow} exited with {proc.returncode}")
+        start = lambda: subprocess.Popen(cmd, env=env, start_new_session=True)  # noqa: E731
+        if not killed_mid_run(start, _kill_group, recovery, target, jitter_s):
             return kills
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
     subprocess.run(cmd, env=env, check=True, timeout=300)
     return attempts
