@@ -33,7 +33,7 @@ from eventio.upcasting import upcast
 if TYPE_CHECKING:  # the registry client and Avro code load only for Avro formats
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
-    from eventio.avro import AvroDeserializer, AvroSchema, AvroSerializer, Compatibility, Retry, SubjectStrategy
+    from eventio.avro import AvroDeserializer, AvroSchema, AvroSerializer, Retry
 
 MAX_MESSAGE_BYTES = DEFAULT_MAX_MESSAGE_BYTES
 ValueFormat = Literal["json", "avro", "auto"]

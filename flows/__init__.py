@@ -56,6 +56,6 @@ class Quickstart:
         lines = []
         if self.file_run:
             lines += ["# on files", f"python -m eventio.generators {self.generate_file}", f"{self.file_env} {run}"]
-        lines += [f"# on Kafka (start a broker first: python -m eventio.broker)",
+        lines += ["# on Kafka (start a broker first: python -m eventio.broker)",
                   f"python -m eventio.generators {self.generate_kafka}", f"{self.kafka_env} {run}"]
         return lines
