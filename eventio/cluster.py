@@ -130,13 +130,14 @@ def bytewax_commands(
     recovery: Optional[Sequence[Path]],
     python: str,
 ) -> list[list[str]]:
-    """The `bytewax.run` command line of every process: `options` (without
-    `-i`, `-a` and `-r`), the process id, the addresses, and its own
-    recovery directory."""
+    """The command line of every process: `python -m eventio.run` (`bytewax.run`
+    with the garbage collector tuned for keyed state, as a single-process run
+    of the benchmarks), `options` (without `-i`, `-a` and `-r`), the process
+    id, the addresses, and its own recovery directory."""
     addresses = ";".join(f"127.0.0.1:{port}" for port in ports)
     commands = []
     for k in range(len(ports)):
-        argv = [python, "-m", "bytewax.run", import_str, *options, "-i", str(k), "-a", addresses]
+        argv = [python, "-m", "eventio.run", import_str, *options, "-i", str(k), "-a", addresses]
         if recovery is not None:
             argv += ["-r", str(recovery[k])]
         commands.append(argv)

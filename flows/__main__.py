@@ -7,8 +7,9 @@
     python -m flows run NAME --processes N [--recovery-parts P] [bytewax.run options]
     python -m flows readme               # rewrite README.md's generated parts
 
-`run` is `python -m bytewax.run flows.NAME:flow [options]`, the same process;
-with `--processes N` it starts N cooperating `bytewax.run` processes on this
+`run` is `python -m eventio.run flows.NAME:flow [options]` (`bytewax.run` with
+the garbage collector tuned for keyed state), the same process; with
+`--processes N` it starts N cooperating such processes on this
 machine (`eventio.cluster`: free ports, `-i`/`-a`, with `-r DIR` one
 recovery directory `DIR/process-K/` each, partitions moved to their owners
 when N changes; `--recovery-parts P`, default N, on first start only),
@@ -118,13 +119,13 @@ def check(name: str) -> str:
 
 
 def run(name: str, options: Sequence[str]) -> int:
-    """Become `python -m bytewax.run flows.NAME:flow OPTIONS`, or with
+    """Become `python -m eventio.run flows.NAME:flow OPTIONS`, or with
     `--processes N` run N of them (`run_processes`)."""
     load(name)
     planned = cluster.split_options(options)
     sys.stdout.flush()
     if planned is None:
-        os.execv(sys.executable, [sys.executable, "-m", "bytewax.run", f"flows.{name}:flow", *options])
+        os.execv(sys.executable, [sys.executable, "-m", "eventio.run", f"flows.{name}:flow", *options])
     return run_processes(name, planned)
 
 
@@ -218,7 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for command, what in (("describe", "what a flow does, its input, output and settings"),
                           ("check", "validate the environment for a flow and print its resolved settings")):
         commands.add_parser(command, help=what).add_argument("name", metavar="NAME")
-    run_parser = commands.add_parser("run", help="run a flow: python -m bytewax.run flows.NAME:flow [options]; "
+    run_parser = commands.add_parser("run", help="run a flow: python -m eventio.run flows.NAME:flow [options]; "
                                      "--processes N: N cooperating processes on this machine",
                                      add_help=False)
     run_parser.add_argument("name", metavar="NAME")

@@ -61,7 +61,7 @@ def test_one_process_is_a_cluster_of_its_own_pod() -> None:
     assert plan.import_str == "flows.session_analytics:flow"
     assert plan.recovery is None
     assert ep.bytewax_argv(plan, python="py") == [
-        "py", "-m", "bytewax.run", "flows.session_analytics:flow", "-w", "4", "-i", "0",
+        "py", "-m", "eventio.run", "flows.session_analytics:flow", "-w", "4", "-i", "0",
     ]
 
 

@@ -49,7 +49,7 @@ def test_every_process_gets_its_id_all_addresses_and_its_directory() -> None:
     commands = cluster.bytewax_commands("flows.x:flow", ["-s", "1"], [7001, 7002], [Path("r/process-0"),
                                         Path("r/process-1")], "py")
     assert commands == [
-        ["py", "-m", "bytewax.run", "flows.x:flow", "-s", "1", "-i", str(k), "-a",
+        ["py", "-m", "eventio.run", "flows.x:flow", "-s", "1", "-i", str(k), "-a",
          "127.0.0.1:7001;127.0.0.1:7002", "-r", f"r/process-{k}"] for k in range(2)]
 
 

@@ -19,7 +19,8 @@ script turns the pod's environment into the `python -m bytewax.run` command:
    transactional ids) becomes `NAMESPACE.STATEFULSET`: the same in every pod
    and restart of one deployment, as fencing zombies needs, and different for
    two deployments, which would otherwise fence each other;
-5. `bytewax.run` replaces this process (`exec`), so signals reach Bytewax.
+5. `python -m eventio.run` (`bytewax.run` with the garbage collector tuned for
+   keyed state) replaces this process (`exec`), so signals reach Bytewax.
 
 Plain Python and no Bytewax import at module level, so the planning is unit
 tested without a cluster. Every setting is an environment variable; see
@@ -202,9 +203,11 @@ def init_recovery(recovery: Recovery, init_db_dir: InitDir) -> bool:
 
 
 def bytewax_argv(plan: ProcessPlan, python: str = sys.executable) -> list[str]:
-    """The `python -m bytewax.run` command line for `plan`."""
+    """The command line for `plan`: `python -m eventio.run`, which is
+    `bytewax.run` with the garbage collector tuned for keyed state
+    (`STREAM_GC_THRESHOLD`)."""
     argv = [
-        python, "-m", "bytewax.run", plan.import_str,
+        python, "-m", "eventio.run", plan.import_str,
         "-w", str(plan.workers),
         "-i", str(plan.process_id),
     ]

