@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
@@ -92,6 +94,20 @@ def redistribution(root: Path, processes: int) -> list[Move]:
         sidecars = [p for p in paths if p is not databases[0]]
         moves += [Move(p, target / p.name) for p in sidecars + databases if p.parent != target]
     return moves
+
+
+def init_parts(directory: Path, parts: int) -> None:
+    """Create `parts` empty recovery partitions in `directory` with
+    `python -m bytewax.recovery`, in a child process. Called in this
+    process, Bytewax's `init_db_dir` returns with its SQLite connections
+    still open (their `-wal`/`-shm` files appear and go later), which raced
+    with moving the files to their owners and left this process holding
+    connections to databases the flow's processes then write."""
+    done = subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(parts)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        last_line = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ClusterError(f"{directory}: creating {parts} recovery partitions failed: {last_line}")
 
 
 def prepare_recovery(root: Path, processes: int, parts: int, init_db_dir: Callable[[Path, int], None]) -> list[Path]:

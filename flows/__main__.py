@@ -143,10 +143,8 @@ def run_processes(name: str, planned: cluster.RunOptions) -> int:
     failure's exit status (the others stopped by SIGTERM), else 0."""
     directories = None
     if planned.recovery is not None:
-        from bytewax.recovery import init_db_dir
-
         directories = cluster.prepare_recovery(planned.recovery, planned.processes,
-                                               planned.recovery_parts or planned.processes, init_db_dir)
+                                               planned.recovery_parts or planned.processes, cluster.init_parts)
     parts = len(cluster.partition_files(planned.recovery)) if planned.recovery is not None else planned.processes
     ports = [free_port() for _ in range(planned.processes)]
     commands = cluster.bytewax_commands(f"flows.{name}:flow", planned.bytewax, ports, directories, sys.executable)

@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import pytest
-from bytewax.recovery import init_db_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,27 +59,27 @@ def test_exit_status_of_a_signalled_process_is_128_plus_the_signal() -> None:
 
 def test_first_start_spreads_the_partitions_and_a_rescale_moves_them(tmp_path: Path) -> None:
     root = tmp_path / "state"
-    dirs = cluster.prepare_recovery(root, 2, 5, init_db_dir)
+    dirs = cluster.prepare_recovery(root, 2, 5, cluster.init_parts)
     assert dirs == [root / "process-0", root / "process-1"]
     assert _layout(root) == {".": [], "process-0": ["part-0.sqlite3", "part-2.sqlite3", "part-4.sqlite3"],
                              "process-1": ["part-1.sqlite3", "part-3.sqlite3"]}
     (root / "process-1/part-3.sqlite3-wal").write_bytes(b"wal")
-    cluster.prepare_recovery(root, 1, 99, init_db_dir)
+    cluster.prepare_recovery(root, 1, 99, cluster.init_parts)
     assert _layout(root) == {".": [], "process-0": sorted([f"part-{k}.sqlite3" for k in range(5)] + ["part-3.sqlite3-wal"]),
                              "process-1": []}
     assert (root / "process-0/part-3.sqlite3-wal").read_bytes() == b"wal", "a sidecar moves with its database"
-    cluster.prepare_recovery(root, 3, 1, init_db_dir)
+    cluster.prepare_recovery(root, 3, 1, cluster.init_parts)
     assert _layout(root)["process-2"] == ["part-2.sqlite3"]
 
 
 def test_a_plain_bytewax_store_is_adopted(tmp_path: Path) -> None:
-    init_db_dir(tmp_path, 2)
-    cluster.prepare_recovery(tmp_path, 2, 1, init_db_dir)
+    cluster.init_parts(tmp_path, 2)
+    cluster.prepare_recovery(tmp_path, 2, 1, cluster.init_parts)
     assert _layout(tmp_path) == {".": [], "process-0": ["part-0.sqlite3"], "process-1": ["part-1.sqlite3"]}
 
 
 def test_a_crash_between_a_sidecar_and_its_database_is_finished_next_time(tmp_path: Path) -> None:
-    cluster.prepare_recovery(tmp_path, 1, 2, init_db_dir)
+    cluster.prepare_recovery(tmp_path, 1, 2, cluster.init_parts)
     (tmp_path / "process-1").mkdir()
     (tmp_path / "process-1/part-1.sqlite3-wal").write_bytes(b"wal")  # moved ahead; the database did not follow
     assert cluster.redistribution(tmp_path, 2) == [
@@ -88,14 +87,14 @@ def test_a_crash_between_a_sidecar_and_its_database_is_finished_next_time(tmp_pa
 
 
 def test_missing_or_doubled_partitions_are_refused(tmp_path: Path) -> None:
-    cluster.prepare_recovery(tmp_path, 2, 3, init_db_dir)
+    cluster.prepare_recovery(tmp_path, 2, 3, cluster.init_parts)
     os.link(tmp_path / "process-0/part-0.sqlite3", tmp_path / "process-1/part-0.sqlite3")
     with pytest.raises(cluster.ClusterError, match="partition 0 is in .*process-0, .*process-1"):
-        cluster.prepare_recovery(tmp_path, 1, 3, init_db_dir)
+        cluster.prepare_recovery(tmp_path, 1, 3, cluster.init_parts)
     (tmp_path / "process-1/part-0.sqlite3").unlink()
     (tmp_path / "process-1/part-1.sqlite3").unlink()
     with pytest.raises(cluster.ClusterError, match=r"partitions \[1\] are missing"):
-        cluster.prepare_recovery(tmp_path, 1, 3, init_db_dir)
+        cluster.prepare_recovery(tmp_path, 1, 3, cluster.init_parts)
 
 
 def _empty_parts(directory: Path, parts: int) -> None:
