@@ -103,7 +103,7 @@ def test_out_of_order_within_the_bound_gives_the_same_alerts(tmp_path: Path) -> 
 
 
 def test_location_history_survives_kill_and_resume(tmp_path: Path) -> None:
-    events, planted = generators.fraud(600_000, seed=31, users=2000, frauds=150)
+    events, planted = generators.fraud(400_000, seed=31, users=400, frauds=150)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text("".join(json.dumps(e) + "\n" for e in events))
     kills = run_killed_and_resumed("fraud_detection", tmp_path, seed=2, attempts=5)

@@ -186,7 +186,7 @@ def test_kafka_to_kafka_with_three_partitions(broker: EmbeddedBroker, topic_name
 def test_killed_and_resumed_run_ends_with_the_same_sessions(tmp_path: Path) -> None:
     """SIGKILL mid-run, resume from recovery: same results as an uninterrupted
     run (which the smaller tests above check against the reference)."""
-    events = list(generators.disorder(generators.sessions(500_000, seed=3, users=5000), seed=3,
+    events = list(generators.disorder(generators.sessions(200_000, seed=3, users=2000), seed=3,
                                       bound_ms=MINUTE, late_fraction=0.01, late_by_ms=10 * MINUTE))
     inp = tmp_path / "in.jsonl"
     _write(inp, events)
