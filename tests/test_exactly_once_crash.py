@@ -48,7 +48,7 @@ from tests.exactly_once_harness import (
 N_EVENTS = 20_000
 USERS = 300
 PARTITIONS = 3
-KILLS = 20
+KILLS = 16
 SINK_STEP = "exactly_once.out"
 
 
