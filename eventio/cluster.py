@@ -1,7 +1,8 @@
 """Plan a flow run as N cooperating `bytewax.run` processes on this machine.
 
 `python -m flows run NAME --processes N` starts process `k` as
-`python -m bytewax.run flows.NAME:flow -i k -a "127.0.0.1:P0;...;127.0.0.1:PN-1"`.
+`python -m eventio.run flows.NAME:flow -i k -a "127.0.0.1:P0;...;127.0.0.1:PN-1"`
+(`eventio.run` is `bytewax.run` with the garbage collector tuned).
 With `-r DIR` each process gets a recovery directory of its own,
 `DIR/process-K/`, holding its share of the recovery partitions: Bytewax
 0.21 finds a partition in whichever process's directory holds it and needs

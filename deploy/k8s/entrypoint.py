@@ -1,7 +1,8 @@
 """Container entrypoint: start this pod's process of a Bytewax cluster.
 
 A flow runs as a StatefulSet whose pod `NAME-N` is Bytewax process `N`. This
-script turns the pod's environment into the `python -m bytewax.run` command:
+script turns the pod's environment into the `python -m eventio.run` command
+(`bytewax.run` with the garbage collector tuned):
 
 1. the process id is the pod's ordinal (`POD_NAME`, else `HOSTNAME`);
 2. the addresses of all `PROCESSES` processes, in process-id order, are the
