@@ -78,7 +78,10 @@ def _killed_and_rescaled(name: str, recovery: Path, env: dict[str, str]) -> int:
     kills = 0
     for n, epochs in zip(RESCALES[:-1], (1, 2, 1)):
         runner = Runner(name, ["--processes", str(n), "-r", str(recovery), "-s", "1", "-b", "0"], env)
-        kills += killed_mid_run(runner.start, runner.kill, recovery, epochs, 0.3)
+        try:
+            kills += killed_mid_run(runner.start, runner.kill, recovery, epochs, 0.3)
+        except RuntimeError as ex:  # a process failed: say why, from the runner's log
+            raise RuntimeError(f"{ex}\n{runner.log.read_text(errors='replace')[-3000:]}") from None
         time.sleep(0.1)
         assert not runner.alive(), "a process survived"
     Runner(name, ["--processes", str(RESCALES[-1]), "-r", str(recovery), "-s", "1", "-b", "0"], env).run()
