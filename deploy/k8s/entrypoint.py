@@ -229,9 +229,9 @@ def main() -> NoReturn:
         sys.exit(f"entrypoint: {ex}")
     write_addresses(plan.addresses_file, plan.addresses)
     if plan.recovery is not None:
-        from bytewax.recovery import init_db_dir
+        from eventio.cluster import init_parts  # in a child process: no SQLite connection left open here
 
-        if init_recovery(plan.recovery, init_db_dir):
+        if init_recovery(plan.recovery, init_parts):
             print(
                 f"entrypoint: created recovery partitions {list(plan.recovery.owned)} "
                 f"of {plan.recovery.parts} in {plan.recovery.directory}",
